@@ -1,0 +1,1 @@
+"""VOC-format data: annotations, image-level labels, region proposals, transforms, datamodules."""
