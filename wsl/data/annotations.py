@@ -1,0 +1,155 @@
+"""PASCAL VOC annotations: XML files, image sets and class lists.
+
+Boxes are converted once, here, from VOC's 1-based XML coordinates to the internal
+convention of ``shared/DESIGN.md``: float ``x1, y1, x2, y2``, 0-based inclusive pixels.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wsl.data.bad_input import DataError
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+SPLITS = ("train", "val", "trainval", "test")
+
+
+@dataclass(frozen=True)
+class VOCObject:
+    """One annotated object; ``box`` is 0-based inclusive ``x1, y1, x2, y2``."""
+
+    name: str
+    box: tuple[float, float, float, float]
+    difficult: bool
+    truncated: bool
+    pose: str = "Unspecified"
+
+
+@dataclass(frozen=True)
+class VOCAnnotation:
+    """Everything one VOC XML file says about its image."""
+
+    image_id: str
+    filename: str
+    width: int
+    height: int
+    depth: int
+    segmented: bool
+    objects: tuple[VOCObject, ...]
+
+    def boxes(self) -> np.ndarray:
+        """All object boxes as a float32 ``(N, 4)`` array."""
+        return np.array([o.box for o in self.objects], dtype=np.float32).reshape(-1, 4)
+
+    def class_indices(self, classes: Sequence[str]) -> np.ndarray:
+        """Index of each object's class in ``classes`` (``(N,)`` int64)."""
+        index = {name: i for i, name in enumerate(classes)}
+        return np.array([index[o.name] for o in self.objects], dtype=np.int64)
+
+    def difficult_mask(self) -> np.ndarray:
+        """Which objects are marked difficult (``(N,)`` bool)."""
+        return np.array([o.difficult for o in self.objects], dtype=bool)
+
+
+def _text(node: ET.Element, tag: str, path: Path, default: str | None = None) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        if default is not None:
+            return default
+        raise DataError(path, f"missing <{tag}> in <{node.tag}>")
+    return child.text.strip()
+
+
+def _int(node: ET.Element, tag: str, path: Path, default: str | None = None) -> int:
+    value = _text(node, tag, path, default)
+    try:
+        return int(float(value))
+    except ValueError:
+        raise DataError(path, f"<{tag}> is not a number: {value!r}") from None
+
+
+def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
+    """Parse one VOC XML file, checking sizes, class names and box geometry.
+
+    Raises :class:`DataError` naming ``path`` for a missing or unreadable file, a missing
+    ``<size>``, a class not in ``classes`` and a box that is empty or outside the image.
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise DataError(path, "annotation file does not exist") from None
+    except ET.ParseError as error:
+        raise DataError(path, f"not valid XML ({error})") from None
+    size = root.find("size")
+    if size is None:
+        raise DataError(path, "missing <size> (width, height, depth of the image)")
+    width, height = _int(size, "width", path), _int(size, "height", path)
+    if width <= 0 or height <= 0:
+        raise DataError(path, f"image size {width}x{height} is not positive")
+    objects = []
+    for node in root.findall("object"):
+        name = _text(node, "name", path)
+        if name not in classes:
+            raise DataError(path, f"class {name!r} is not in the class list ({', '.join(classes)})")
+        bndbox = node.find("bndbox")
+        if bndbox is None:
+            raise DataError(path, f"object {name!r} has no <bndbox>")
+        x1, y1, x2, y2 = (_int(bndbox, t, path) - 1 for t in ("xmin", "ymin", "xmax", "ymax"))
+        if not (0 <= x1 <= x2 <= width - 1 and 0 <= y1 <= y2 <= height - 1):
+            raise DataError(
+                path,
+                f"box of {name!r} (1-based xmin={x1 + 1} ymin={y1 + 1} xmax={x2 + 1} "
+                f"ymax={y2 + 1}) is empty or outside the {width}x{height} image",
+            )
+        objects.append(
+            VOCObject(
+                name=name,
+                box=(float(x1), float(y1), float(x2), float(y2)),
+                difficult=_int(node, "difficult", path, "0") == 1,
+                truncated=_int(node, "truncated", path, "0") == 1,
+                pose=_text(node, "pose", path, "Unspecified"),
+            )
+        )
+    return VOCAnnotation(
+        image_id=path.stem,
+        filename=_text(root, "filename", path, f"{path.stem}.jpg"),
+        width=width,
+        height=height,
+        depth=_int(size, "depth", path, "3"),
+        segmented=_int(root, "segmented", path, "0") == 1,
+        objects=tuple(objects),
+    )
+
+
+def read_image_set(voc_dir: str | Path, split: str) -> list[str]:
+    """Image ids listed in ``ImageSets/Main/<split>.txt``, in file order."""
+    path = Path(voc_dir) / "ImageSets" / "Main" / f"{split}.txt"
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)
+        raise DataError(path, f"image set {split!r} not found (available: {available})")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DataError(path, "image set is empty")
+    return ids
+
+
+def read_class_list(voc_dir: str | Path) -> tuple[str, ...]:
+    """Classes of a data set: ``classes.txt`` beside ``ImageSets`` if present, else VOC's 20."""
+    path = Path(voc_dir) / "classes.txt"
+    if not path.is_file():
+        return VOC_CLASSES
+    classes = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not classes or len(set(classes)) != len(classes):
+        raise DataError(path, "class list is empty or has duplicate names")
+    return classes
