@@ -70,19 +70,26 @@ def test_labels_voc_convention_ignores_difficult_only_classes(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("edit", "message"),
+    ("old", "new", "message"),
     [
-        (lambda x: x.replace("<size><width>500</width><height>375</height><depth>3</depth></size>", ""), "missing <size>"),
-        (lambda x: x.replace("<name>dog</name>", "<name>dragon</name>"), "'dragon' is not in the class list"),
-        (lambda x: x.replace("<xmax>324</xmax>", "<xmax>501</xmax>"), "outside the 500x375 image"),
-        (lambda x: x.replace("<xmin>263</xmin>", "<xmin>0</xmin>"), "outside the 500x375 image"),
-        (lambda x: x.replace("<ymax>339</ymax>", "<ymax>200</ymax>"), "empty or outside"),
-        (lambda x: x.replace("<width>500</width>", "<width>big</width>"), "not a number"),
-        (lambda x: x[:200], "not valid XML"),
+        (
+            "<size><width>500</width><height>375</height><depth>3</depth></size>",
+            "",
+            "missing <size>",
+        ),
+        ("<name>dog</name>", "<name>dragon</name>", "'dragon' is not in the class list"),
+        ("<xmax>324</xmax>", "<xmax>501</xmax>", "outside the 500x375 image"),
+        ("<xmin>263</xmin>", "<xmin>0</xmin>", "outside the 500x375 image"),
+        ("<ymax>339</ymax>", "<ymax>200</ymax>", "empty or outside"),
+        ("<width>500</width>", "<width>big</width>", "not a number"),
+        ("</annotation>", "", "not valid XML"),
     ],
-)  # fmt: skip
-def test_bad_xml_names_the_file_and_the_problem(tmp_path: Path, edit, message: str) -> None:
-    path = write(tmp_path, edit(XML))
+)
+def test_bad_xml_names_the_file_and_the_problem(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    assert old in XML
+    path = write(tmp_path, XML.replace(old, new))
     with pytest.raises(DataError, match=message) as caught:
         parse_voc_xml(path, VOC_CLASSES)
     assert str(path) in str(caught.value)
