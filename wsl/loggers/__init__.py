@@ -1,0 +1,1 @@
+"""Experiment loggers that Lightning does not ship (visdom)."""
