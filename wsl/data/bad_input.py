@@ -24,6 +24,10 @@ class DataError(ValueError):
         self.path = Path(path)
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[DataError], tuple[Path, str]]:
+        # Rebuild from (path, problem) so the error survives worker processes.
+        return (type(self), (self.path, self.problem))
+
 
 @dataclass
 class BadInputPolicy:
