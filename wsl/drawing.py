@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 import torch
-from torchvision.io import write_png
+from torchvision.transforms.v2.functional import to_pil_image
 from torchvision.utils import draw_bounding_boxes
 
 from wsl.atomic import atomic_path
+
+# A TrueType font that ships with matplotlib, so labels scale with the image.
+FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
 
 # Distinct colours, one per class index (cycled for more classes).
 PALETTE = (
@@ -25,18 +30,32 @@ def draw_boxes(
     labels: Sequence[str] | None = None,
     colors: Sequence[str] | str | None = None,
     width: int = 2,
+    min_side: int = 384,
 ) -> torch.Tensor:
-    """Draw inclusive-pixel ``boxes`` (``Nx4``) on a ``uint8`` ``3xHxW`` image; return a copy."""
+    """Draw inclusive-pixel ``boxes`` (``Nx4``) on a ``uint8`` ``3xHxW`` image; return a copy.
+
+    Images whose shorter side is below ``min_side`` are enlarged by a whole factor (pixels
+    repeated, boxes moved with them) so that small images and their labels stay legible.
+    """
+    factor = max(1, math.ceil(min_side / min(image.shape[-2:])))
+    if factor > 1:
+        image = image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+        boxes = boxes.float() * factor + boxes.new_tensor([0, 0, factor - 1, factor - 1])
     if len(boxes) == 0:
         return image.clone()
     return draw_bounding_boxes(
-        image, boxes.float(), labels=list(labels) if labels else None, colors=colors,
-        width=width, font_size=max(10, image.shape[-1] // 40),
-    )  # fmt: skip
+        image,
+        boxes.float(),
+        labels=list(labels) if labels else None,
+        colors=colors,
+        width=width,
+        font=FONT,
+        font_size=max(10, min(image.shape[-2:]) // 25),
+    )
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
     """Write a ``uint8`` ``3xHxW`` image as PNG, atomically."""
     with atomic_path(path) as tmp:
-        write_png(image.cpu(), str(tmp))
+        to_pil_image(image.cpu()).save(tmp, format="PNG")
     return Path(path)

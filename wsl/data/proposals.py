@@ -195,6 +195,10 @@ class MatProposals:
         """Unfiltered proposals of each image id. ``image_paths`` is not needed here."""
         return align(read_proposal_mat(self.path, self.box_layout), image_ids)
 
+    def source(self, image_id: str, image_path: Path) -> str:
+        """Where one image's proposals come from, for error messages."""
+        return f"{self.path}[{image_id}]"
+
 
 @dataclass(frozen=True)
 class ProposalFilter:

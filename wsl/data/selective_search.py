@@ -149,6 +149,10 @@ class SelectiveSearchProposals:
             raise ValueError(f"{len(image_ids)} image ids but {len(image_paths)} image paths")
         return dict(zip(image_ids, self.load_paths(image_paths), strict=True))
 
+    def source(self, image_id: str, image_path: Path) -> str:
+        """Where one image's proposals come from, for error messages."""
+        return f"selective search ({self.mode}) of {image_path}"
+
     def load_paths(self, image_paths: list[Path]) -> list[Proposals]:
         """Proposals of each image, from the cache or computed (scores ``None``: ranked order)."""
         paths = [Path(path) for path in image_paths]

@@ -1,0 +1,125 @@
+"""The Hydra config tree composes, every documented setting is an override, and the
+entry points run on generated data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tests.conftest import CONF_DIR
+from wsl.inspect import inspect
+from wsl.train import train
+
+ROOT = CONF_DIR.parent
+
+
+def compose_cfg(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose like ``python -m wsl.<name>`` would, with the run directory set."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
+def test_root_config_has_every_group() -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    choices = cfg.hydra.runtime.choices
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+        "hydra",
+        "experiment",
+    ):
+        assert group in choices, group
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.root=/elsewhere", "/elsewhere"),
+        ("data.train_split=train", "train"),
+        ("data.val_split=val", "val"),
+        ("data.test_split=trainval", "trainval"),
+        ("data.train_transform.scales=[480,576]", [480, 576]),
+        ("data.batch_size=7", 7),
+        ("data.num_workers=3", 3),
+        ("data.difficult_labels=ignore", "ignore"),
+        ("data.on_error=skip", "skip"),
+        ("data.proposals.source=selective_search", "selective_search"),
+        ("data.proposals.selective_search.mode=quality", "quality"),
+        ("data.proposal_filter.max_per_image=123", 123),
+        ("trainer.max_epochs=3", 3),
+    ],
+)
+def test_documented_settings_are_overrides(override: str, expected: object, tmp_path: Path) -> None:
+    cfg = compose_cfg("train", ["data=voc_proposals", override], tmp_path)
+    value = OmegaConf.select(cfg, override.split("=")[0])
+    assert (OmegaConf.to_object(value) if OmegaConf.is_config(value) else value) == expected
+
+
+@pytest.mark.parametrize(
+    ("override", "choice"), [("data=nope", "voc_proposals"), ("experiment=nope", "voc2007")]
+)
+def test_unknown_choice_lists_the_valid_ones(override: str, choice: str) -> None:
+    with (
+        initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"),
+        pytest.raises(MissingConfigException) as caught,
+    ):
+        compose("train", overrides=[override])
+    assert "Available options" in str(caught.value) and choice in str(caught.value)
+
+
+def test_train_without_a_model_checks_the_data(generated_root: Path, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        "train",
+        [
+            f"data.root={generated_root}",
+            "data.train_split=train",
+            "data.val_split=val",
+            "logger=none",
+        ],
+        tmp_path,
+    )
+    counts = train(cfg)
+    assert counts == {"images/fit": 12, "images/validate": 12, "images/test": 12}
+
+
+def test_inspect_prints_classes_and_writes_pictures(
+    generated_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = [f"data.root={generated_root}", "index=2", "data.proposal_filter.min_size=4"]
+    cfg = compose_cfg("inspect", [*overrides, "~logger.visdom"], tmp_path)
+    written = inspect(cfg)
+    out = capsys.readouterr().out
+    xml = (generated_root / "VOCdevkit/VOC2007/Annotations").glob("*.xml")
+    assert "[trainval #2]" in out and ".jpg:" in out
+    assert set(written) == {"gt_boxes", "proposals"}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written.values())
+    assert list(xml)
+
+
+def test_cli_entry_point_fails_clearly_on_a_bad_choice() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsl.train", "data=nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Available options in 'data'" in result.stderr and "voc_labels" in result.stderr

@@ -1,0 +1,225 @@
+"""LightningDataModules over VOC splits: image-level labels (Localizer) and proposals (WSDDN).
+
+Both read each split once at ``setup`` (:class:`~wsl.data.voc.VOCIndex`), so bad input is
+reported before the first step. Which split serves which stage is configurable
+(``data.train_split``, ``data.val_split``, ``data.test_split``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from wsl.data.dataset import Sample, VOCDataset
+from wsl.data.proposals import MatProposals, ProposalFilter
+from wsl.data.selective_search import SelectiveSearchProposals
+from wsl.data.transforms import build_transform
+from wsl.data.voc import ProposalProvider, VOCIndex
+
+log = logging.getLogger(__name__)
+
+PROPOSAL_SOURCES = ("mat", "selective_search")
+# Per-image entries that stay lists in a batch (their lengths differ between images).
+_LIST_KEYS = (
+    "gt_boxes", "gt_classes", "gt_difficult", "image_id", "index", "original_size",
+    "input_size", "proposals", "proposal_scores",
+)  # fmt: skip
+
+
+def collate_stacked(samples: Sequence[Sample | None]) -> dict[str, Any] | None:
+    """Batch same-size images into one tensor; per-image boxes stay lists."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    batch: dict[str, Any] = {
+        key: [s[key] for s in samples] for key in _LIST_KEYS if key in samples[0]
+    }
+    for key in ("image", "labels", "label_weights"):
+        batch[key] = torch.stack([s[key] for s in samples])
+    return batch
+
+
+def collate_padded(samples: Sequence[Sample | None]) -> dict[str, Any] | None:
+    """Batch images of different sizes: zero-pad (the mean colour after normalisation)
+    at the bottom and right to the largest height and width in the batch."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    height = max(s["image"].shape[1] for s in samples)
+    width = max(s["image"].shape[2] for s in samples)
+    padded = samples[0]["image"].new_zeros(len(samples), 3, height, width)
+    for i, s in enumerate(samples):
+        padded[i, :, : s["image"].shape[1], : s["image"].shape[2]] = s["image"]
+    return collate_stacked([{**s, "image": padded[i]} for i, s in enumerate(samples)])
+
+
+class VOCDataModule(pl.LightningDataModule):
+    """Shared settings of the two VOC datamodules (see ``conf/data/*.yaml`` for each one).
+
+    Args:
+        root: folder holding ``VOCdevkit/VOC2007``.
+        train_split, val_split, test_split: image sets used for fit, validation and test.
+        classes: class names in label order; ``None`` reads ``classes.txt`` or uses VOC's 20.
+        difficult_labels: ``positive`` (any instance) or ``ignore`` (VOC classification).
+        on_error: ``raise`` on bad input, or ``skip`` the image (logged and counted).
+        verify_images: ``header``, ``full`` or ``none`` image checks at setup.
+        batch_size, num_workers: DataLoader settings (``num_workers`` processes decode).
+        train_transform, eval_transform: keyword arguments of
+            :func:`~wsl.data.transforms.build_transform`.
+    """
+
+    collate = staticmethod(collate_stacked)
+    with_proposals = False
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "trainval",
+        val_split: str = "test",
+        test_split: str = "test",
+        classes: Sequence[str] | None = None,
+        difficult_labels: str = "positive",
+        on_error: str = "raise",
+        verify_images: str = "header",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        train_transform: Mapping[str, Any] | None = None,
+        eval_transform: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.splits = {"fit": train_split, "validate": val_split, "test": test_split}
+        self.classes = list(classes) if classes else None
+        self.difficult_labels = difficult_labels
+        self.on_error = on_error
+        self.verify_images = verify_images
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_transform = build_transform(**(train_transform or {}))
+        self.eval_transform = build_transform(**(eval_transform or {}))
+        self.datasets: dict[str, VOCDataset] = {}
+
+    def build_index(self, split: str) -> VOCIndex:
+        """Read and check one split (subclasses add proposals)."""
+        return VOCIndex(
+            self.root,
+            split,
+            classes=self.classes,
+            difficult_labels=self.difficult_labels,
+            on_error=self.on_error,
+            verify_images=self.verify_images,
+        )
+
+    def dataset(self, split: str, train: bool = False) -> VOCDataset:
+        """The dataset of ``split`` with the train or eval transform (read once, cached)."""
+        key = f"{split}:{'train' if train else 'eval'}"
+        if key not in self.datasets:
+            index = next((d.index for d in self.datasets.values() if d.index.split == split), None)
+            index = index or self.build_index(split)
+            transform = self.train_transform if train else self.eval_transform
+            self.datasets[key] = VOCDataset(index, transform, with_proposals=self.with_proposals)
+        return self.datasets[key]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in label order (read from the data once a split is set up)."""
+        if self.datasets:
+            return list(next(iter(self.datasets.values())).index.classes)
+        return list(self.build_index(self.splits["fit"]).classes)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.dataset(self.splits["fit"], train=True)
+            self.dataset(self.splits["validate"])
+        if stage == "validate":
+            self.dataset(self.splits["validate"])
+        if stage in (None, "test"):
+            self.dataset(self.splits["test"])
+
+    def _loader(self, dataset: VOCDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset(self.splits["fit"], train=True), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset(self.splits["validate"]), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset(self.splits["test"]), shuffle=False)
+
+
+class VOCImageLabelsDataModule(VOCDataModule):
+    """Images and image-level labels (the Localizer's data), resized to a fixed square."""
+
+
+class VOCProposalsDataModule(VOCDataModule):
+    """Images, labels, region proposals and GT boxes (WSDDN's data).
+
+    Images keep their aspect ratio, so a batch is zero-padded to its largest image; each
+    image keeps its own number of proposals (``batch["proposals"]`` is a list).
+
+    Args:
+        proposals: ``source`` (``mat`` or ``selective_search``), ``mat_files`` (the file
+            holding each split's proposals), ``box_layout`` of those files, and the
+            ``selective_search`` settings; see ``conf/data/voc_proposals.yaml``.
+        proposal_filter: keyword arguments of :class:`~wsl.data.proposals.ProposalFilter`.
+    """
+
+    collate = staticmethod(collate_padded)
+    with_proposals = True
+
+    def __init__(
+        self,
+        *args: Any,
+        proposals: Mapping[str, Any],
+        proposal_filter: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if proposals["source"] not in PROPOSAL_SOURCES:
+            raise ValueError(
+                f"data.proposals.source={proposals['source']!r} is not valid; "
+                f"choose one of {PROPOSAL_SOURCES}"
+            )
+        self.proposals = proposals
+        self.proposal_filter = ProposalFilter(**(proposal_filter or {}))
+
+    def proposal_provider(self, split: str) -> ProposalProvider:
+        """Where the proposals of ``split`` come from."""
+        if self.proposals["source"] == "selective_search":
+            return SelectiveSearchProposals(**self.proposals["selective_search"])
+        files = self.proposals["mat_files"]
+        if split not in files:
+            raise ValueError(
+                f"data.proposals.mat_files has no entry for split {split!r} "
+                f"(it has {sorted(files)}); add data.proposals.mat_files.{split}=PATH"
+            )
+        return MatProposals(files[split], box_layout=self.proposals.get("box_layout", "yxyx"))
+
+    def build_index(self, split: str) -> VOCIndex:
+        return VOCIndex(
+            self.root,
+            split,
+            classes=self.classes,
+            difficult_labels=self.difficult_labels,
+            proposals=self.proposal_provider(split),
+            proposal_filter=self.proposal_filter,
+            on_error=self.on_error,
+            verify_images=self.verify_images,
+        )

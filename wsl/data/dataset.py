@@ -1,0 +1,85 @@
+"""The torch ``Dataset`` over a :class:`~wsl.data.voc.VOCIndex`: decode, transform, package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from wsl.data.bad_input import DataError
+from wsl.data.transforms import continuous_to_inclusive, inclusive_to_continuous
+from wsl.data.voc import VOCIndex, read_rgb
+
+Sample = dict[str, Any]
+
+
+class VOCDataset(Dataset):
+    """Samples of one split; boxes are inclusive pixels of the transformed image.
+
+    Each sample is a dict with ``image`` (float ``3xHxW``), ``labels`` and
+    ``label_weights`` (``C``), ``gt_boxes`` (``Nx4``), ``gt_classes``, ``gt_difficult``,
+    ``image_id``, ``index``, ``original_size`` and ``input_size`` (``(H, W)``), and with
+    ``with_proposals`` also ``proposals`` (``Kx4``) and ``proposal_scores`` (``K``, or ``None``).
+
+    An image that fails to decode raises :class:`DataError`, or returns ``None`` with
+    ``data.on_error=skip`` (the collate function drops it).
+    """
+
+    def __init__(
+        self,
+        index: VOCIndex,
+        transform: Callable[[Sample], Sample] | None = None,
+        with_proposals: bool = False,
+    ) -> None:
+        if with_proposals and any(r.proposals is None for r in index.records):
+            raise ValueError("with_proposals=True needs a VOCIndex built with proposals")
+        self.index = index
+        self.transform = transform
+        self.with_proposals = with_proposals
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Sample | None:
+        record = self.index[i]
+        try:
+            image = pil_to_tensor(read_rgb(record.image_path))
+        except DataError as error:
+            self.index.policy.report(error)
+            return None
+        canvas = (record.annotation.height, record.annotation.width)
+
+        def boxes(array) -> tv_tensors.BoundingBoxes:
+            continuous = inclusive_to_continuous(torch.as_tensor(array, dtype=torch.float32))
+            return tv_tensors.BoundingBoxes(continuous, format="XYXY", canvas_size=canvas)
+
+        sample: Sample = {
+            "image": tv_tensors.Image(image),
+            "gt_boxes": boxes(record.annotation.boxes()),
+        }
+        if self.with_proposals:
+            sample["proposals"] = boxes(record.proposals.boxes)
+        if self.transform is not None:
+            sample = self.transform(sample)
+        for key in ("gt_boxes", "proposals"):
+            if key in sample:
+                sample[key] = continuous_to_inclusive(sample[key].as_subclass(torch.Tensor))
+        sample["image"] = sample["image"].as_subclass(torch.Tensor)
+        sample.update(
+            labels=torch.from_numpy(record.labels),
+            label_weights=torch.from_numpy(record.label_weights),
+            gt_classes=torch.from_numpy(record.annotation.class_indices(self.index.classes)),
+            gt_difficult=torch.from_numpy(record.annotation.difficult_mask()),
+            image_id=record.image_id,
+            index=i,
+            original_size=canvas,
+            input_size=tuple(sample["image"].shape[-2:]),
+        )
+        if self.with_proposals:
+            scores = record.proposals.scores
+            sample["proposal_scores"] = None if scores is None else torch.from_numpy(scores)
+        return sample

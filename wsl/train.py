@@ -1,0 +1,77 @@
+"""``python -m wsl.train [group=choice ...] [key=value ...]``: compose, build, fit, test.
+
+Every object comes from the composed config with ``hydra.utils.instantiate``; see
+``conf/train.yaml`` for the groups. With no ``model`` chosen, the run only sets up the
+data (reads and checks every split) and reports what it found.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from wsl.data.datamodule import VOCDataModule
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` of a callbacks/logger group."""
+    if not group:
+        return []
+    return [
+        hydra.utils.instantiate(entry)
+        for entry in group.values()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]
+
+
+def check_data(datamodule: VOCDataModule) -> dict[str, int]:
+    """Read and check every split the run would use; return image counts per stage."""
+    datamodule.setup()
+    counts = {
+        stage: len(datamodule.dataset(split, train=stage == "fit"))
+        for stage, split in datamodule.splits.items()
+    }
+    for stage, split in datamodule.splits.items():
+        log.info("%s: split %r has %d usable images", stage, split, counts[stage])
+    log.info("classes: %s", ", ".join(datamodule.class_names))
+    return counts
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Build everything ``cfg`` names, then fit and test; return the final metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: VOCDataModule = hydra.utils.instantiate(cfg.data)
+    if cfg.get("model") is None:
+        log.info("no model chosen (model=...): checking the data only")
+        return {f"images/{stage}": n for stage, n in check_data(datamodule).items()}
+    model = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names)
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=instantiate_all(cfg.get("callbacks")),
+        logger=instantiate_all(cfg.get("logger")) or False,
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if cfg.test:
+        best = None if not cfg.train else (trainer.checkpoint_callback and "best") or None
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.get("ckpt_path"))
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``python -m wsl.train``."""
+    metrics = train(cfg)
+    log.info("final metrics: %s", metrics)
+
+
+if __name__ == "__main__":
+    main()
