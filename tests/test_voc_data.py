@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from wsl.data.proposals import MatProposals, ProposalFilter
 
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule, VOCProposalsDataModule
 from wsl.data.dataset import VOCDataset
+from wsl.data.proposals import MatProposals, ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import VOCIndex
 
