@@ -59,3 +59,29 @@ def save_png(image: torch.Tensor, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         to_pil_image(image.cpu()).save(tmp, format="PNG")
     return Path(path)
+
+
+def overlay_heatmap(
+    image: torch.Tensor,
+    heatmap: torch.Tensor,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Resize a heatmap (``h x w``) to the ``uint8`` ``3xHxW`` image (bilinear), colour-map it
+    and blend it over the image; return a ``uint8`` ``3xHxW`` picture.
+
+    Values are read as probabilities in [0, 1] (so a weak map looks weak), or stretched to
+    [0, 1] per map with ``normalize=True``.
+    """
+    heat = torch.nn.functional.interpolate(
+        heatmap[None, None].float(), size=image.shape[-2:], mode="bilinear", align_corners=False
+    )[0, 0]
+    if normalize:
+        low, high = heat.min(), heat.max()
+        heat = (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
+    heat = heat.clamp(0, 1)
+    colours = matplotlib.colormaps[cmap](heat.cpu().numpy())[..., :3]
+    colours = torch.from_numpy(colours).permute(2, 0, 1).float() * 255
+    blended = (1 - alpha) * image.cpu().float() + alpha * colours
+    return blended.round().clamp(0, 255).to(torch.uint8)

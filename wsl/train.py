@@ -15,19 +15,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from wsl.data.datamodule import VOCDataModule
+from wsl.instantiate import instantiate_all
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry with a ``_target_`` of a callbacks/logger group."""
-    if not group:
-        return []
-    return [
-        hydra.utils.instantiate(entry)
-        for entry in group.values()
-        if isinstance(entry, DictConfig) and "_target_" in entry
-    ]
 
 
 def check_data(datamodule: VOCDataModule) -> dict[str, int]:

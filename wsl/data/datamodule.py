@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 PROPOSAL_SOURCES = ("mat", "selective_search")
 # Per-image entries that stay lists in a batch (their lengths differ between images).
 _LIST_KEYS = (
-    "gt_boxes", "gt_classes", "gt_difficult", "image_id", "index", "original_size",
-    "input_size", "proposals", "proposal_scores",
+    "gt_boxes", "original_gt_boxes", "gt_classes", "gt_difficult", "image_id", "index",
+    "original_size", "input_size", "proposals", "proposal_scores",
 )  # fmt: skip
 
 

@@ -21,7 +21,8 @@ class VOCDataset(Dataset):
     """Samples of one split; boxes are inclusive pixels of the transformed image.
 
     Each sample is a dict with ``image`` (float ``3xHxW``), ``labels`` and
-    ``label_weights`` (``C``), ``gt_boxes`` (``Nx4``), ``gt_classes``, ``gt_difficult``,
+    ``label_weights`` (``C``), ``gt_boxes`` (``Nx4``),
+    ``original_gt_boxes`` (the same on the image on disk), ``gt_classes``, ``gt_difficult``,
     ``image_id``, ``index``, ``original_size`` and ``input_size`` (``(H, W)``), and with
     ``with_proposals`` also ``proposals`` (``Kx4``) and ``proposal_scores`` (``K``, or ``None``).
 
@@ -72,6 +73,7 @@ class VOCDataset(Dataset):
         sample.update(
             labels=torch.from_numpy(record.labels),
             label_weights=torch.from_numpy(record.label_weights),
+            original_gt_boxes=torch.from_numpy(record.annotation.boxes()),
             gt_classes=torch.from_numpy(record.annotation.class_indices(self.index.classes)),
             gt_difficult=torch.from_numpy(record.annotation.difficult_mask()),
             image_id=record.image_id,
