@@ -1,0 +1,1 @@
+"""Models (plain nn.Modules): torchvision backbones, global pooling, the Localizer."""
