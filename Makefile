@@ -44,8 +44,9 @@ $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt: | $(STAMP)
 
 data: install $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt ## generate the small VOC2007-layout data set (if missing)
 
-demo: data ## the main job on the generated data set: inspection pictures (see README)
+demo: data ## the main job on the generated data set: inspection pictures, Localizer training (see README)
 	$(PY) -m wsl.inspect data.root=$(DATA_ROOT) index=0
+	$(PY) -m wsl.train experiment=localizer_demo data.root=$(DATA_ROOT)
 
 tensorboard: install ## serve TensorBoard over outputs/ on port $(TB_PORT)
 	$(VENV)/bin/tensorboard --logdir outputs --port $(TB_PORT) --bind_all

@@ -24,6 +24,14 @@ PALETTE = (
 )  # fmt: skip
 
 
+def enlarge(image: torch.Tensor, min_side: int) -> tuple[torch.Tensor, int]:
+    """Repeat pixels by a whole factor until the shorter side is at least ``min_side``."""
+    factor = max(1, math.ceil(min_side / min(image.shape[-2:])))
+    if factor > 1:
+        image = image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    return image, factor
+
+
 def draw_boxes(
     image: torch.Tensor,
     boxes: torch.Tensor,
@@ -37,10 +45,8 @@ def draw_boxes(
     Images whose shorter side is below ``min_side`` are enlarged by a whole factor (pixels
     repeated, boxes moved with them) so that small images and their labels stay legible.
     """
-    factor = max(1, math.ceil(min_side / min(image.shape[-2:])))
-    if factor > 1:
-        image = image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
-        boxes = boxes.float() * factor + boxes.new_tensor([0, 0, factor - 1, factor - 1])
+    image, factor = enlarge(image, min_side)
+    boxes = boxes.float() * factor + boxes.new_tensor([0, 0, factor - 1, factor - 1])
     if len(boxes) == 0:
         return image.clone()
     return draw_bounding_boxes(
@@ -67,13 +73,15 @@ def overlay_heatmap(
     alpha: float = 0.5,
     cmap: str = "jet",
     normalize: bool = False,
+    min_side: int = 384,
 ) -> torch.Tensor:
     """Resize a heatmap (``h x w``) to the ``uint8`` ``3xHxW`` image (bilinear), colour-map it
     and blend it over the image; return a ``uint8`` ``3xHxW`` picture.
 
     Values are read as probabilities in [0, 1] (so a weak map looks weak), or stretched to
-    [0, 1] per map with ``normalize=True``.
+    [0, 1] per map with ``normalize=True``. Small images are enlarged as in :func:`draw_boxes`.
     """
+    image, _ = enlarge(image, min_side)
     heat = torch.nn.functional.interpolate(
         heatmap[None, None].float(), size=image.shape[-2:], mode="bilinear", align_corners=False
     )[0, 0]

@@ -2,7 +2,9 @@
 
 Every object comes from the composed config with ``hydra.utils.instantiate``; see
 ``conf/train.yaml`` for the groups. With no ``model`` chosen, the run only sets up the
-data (reads and checks every split) and reports what it found.
+data (reads and checks every split) and reports what it found. After fitting, the model is
+tested on ``data.test_split`` and ``metrics.json`` / ``per_class.csv`` are written to the
+run directory, as ``python -m wsl.evaluate`` does.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
+from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.data.datamodule import VOCDataModule
+from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
 
 log = logging.getLogger(__name__)
@@ -40,20 +45,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("model") is None:
         log.info("no model chosen (model=...): checking the data only")
         return {f"images/{stage}": n for stage, n in check_data(datamodule).items()}
-    model = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names)
+    model: pl.LightningModule = hydra.utils.instantiate(
+        cfg.model, class_names=datamodule.class_names
+    )
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = [*instantiate_all(cfg.get("callbacks")), RunConfigInCheckpoint(plain_cfg)]
+    if not loggers:  # Lightning refuses a learning-rate monitor without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=instantiate_all(cfg.get("callbacks")),
-        logger=instantiate_all(cfg.get("logger")) or False,
+        cfg.trainer, callbacks=callbacks, logger=loggers or False
     )
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(plain_cfg)
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if cfg.test:
-        best = None if not cfg.train else (trainer.checkpoint_callback and "best") or None
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or cfg.get("ckpt_path"))
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if not cfg.test:
+        return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    ckpt_path = None if cfg.train else cfg.get("ckpt_path")
+    return test_and_write(trainer, model, datamodule, cfg.paths.output_dir, ckpt_path)["metrics"]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

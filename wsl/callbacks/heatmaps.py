@@ -1,0 +1,110 @@
+"""Heatmap pictures of a Localizer while it trains and when it is done.
+
+During training: a fixed set of training images, at the first and last epoch and every
+``every_n_epochs``; at the end: random validation images. Each picture is the image on
+disk with one class's heatmap (sigmoid of its score map, resized to the image,
+colour-mapped) blended over it, for each GT class of the image. Pictures go to every
+logger that shows images (TensorBoard, visdom) and to ``<output_dir>/<tag>.png``; only
+rank 0 draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from wsl.data.dataset import VOCDataset
+from wsl.data.voc import read_rgb
+from wsl.drawing import enlarge, overlay_heatmap, save_png
+from wsl.loggers.images import log_image
+
+
+class HeatmapPictures(pl.Callback):
+    """Log heatmaps of fixed training images during training and of validation images at the end.
+
+    Args:
+        output_dir: folder for the PNG files (``None``: loggers only).
+        num_train_images: how many training images to follow through training.
+        every_n_epochs: draw them every this many epochs (and at the first and last).
+        num_final_images: how many random validation images to draw at the end.
+        seed: picks the images.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        num_train_images: int = 4,
+        every_n_epochs: int = 5,
+        num_final_images: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.num_train_images = num_train_images
+        self.every_n_epochs = every_n_epochs
+        self.num_final_images = num_final_images
+        self.seed = seed
+
+    def _pick(self, dataset: VOCDataset, count: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        return torch.randperm(len(dataset), generator=generator)[:count].tolist()
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch == trainer.max_epochs - 1
+        return epoch == 0 or last or (epoch + 1) % self.every_n_epochs == 0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.num_train_images or not self._due(trainer):
+            return
+        datamodule = trainer.datamodule
+        dataset = datamodule.dataset(datamodule.splits["fit"])
+        prefix = f"heatmaps/train/epoch_{trainer.current_epoch:03d}/step_{trainer.global_step}"
+        self.draw(trainer, pl_module, dataset, self._pick(dataset, self.num_train_images), prefix)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.num_final_images:
+            return
+        datamodule = trainer.datamodule
+        dataset = datamodule.dataset(datamodule.splits["validate"])
+        indices = self._pick(dataset, self.num_final_images)
+        self.draw(trainer, pl_module, dataset, indices, "heatmaps/final")
+
+    @torch.no_grad()
+    def draw(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        dataset: VOCDataset,
+        indices: Sequence[int],
+        prefix: str,
+    ) -> list[str]:
+        """Draw the heatmaps of ``dataset[indices]``; return the tags that were logged."""
+        was_training = pl_module.training
+        pl_module.eval()
+        tags = []
+        for batch_position, i in enumerate(indices):
+            sample = dataset[i]
+            if sample is None:
+                continue
+            image = sample["image"][None].to(pl_module.device)
+            maps = torch.sigmoid(pl_module(image).score_maps[0].float()).cpu()
+            record = dataset.index[i]
+            picture = pil_to_tensor(read_rgb(record.image_path))
+            where = f"{prefix}/batch_{batch_position}/{record.image_id}"
+            tags.append(self._emit(trainer, f"{where}/image", enlarge(picture, 384)[0]))
+            for c in sorted(set(sample["gt_classes"].tolist())):
+                name = dataset.index.classes[c]
+                overlay = overlay_heatmap(picture, maps[c])
+                tags.append(self._emit(trainer, f"{where}/{name}", overlay))
+        pl_module.train(was_training)
+        return tags
+
+    def _emit(self, trainer: pl.Trainer, tag: str, picture: torch.Tensor) -> str:
+        log_image(trainer.loggers, tag, picture, step=trainer.global_step)
+        if self.output_dir is not None:
+            save_png(picture, self.output_dir / f"{tag}.png")
+        return tag

@@ -1,0 +1,1 @@
+"""LightningModules: how each model is trained, validated and tested."""
