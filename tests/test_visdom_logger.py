@@ -118,12 +118,14 @@ def test_bar_holds_values_and_labels(reader: Visdom, logger: VisdomLogger) -> No
     assert reader.win_exists("one/AP", env=logger.env) is False
 
 
-def test_save_writes_the_env(logger: VisdomLogger, visdom_env_dir: Path) -> None:
+def test_finalize_writes_the_env_once(logger: VisdomLogger, visdom_env_dir: Path) -> None:
     saved = visdom_env_dir / f"{logger.env}.json"
-    logger.save()  # not connected yet: nothing to save
+    logger.finalize("success")  # not connected yet: nothing to save
     assert not saved.exists()
     logger.log_metrics({"train/loss": 1.0}, step=0)
-    logger.save()
+    logger.save()  # called by Lightning after every log: writes nothing
+    assert not saved.exists()
+    logger.finalize("success")
     assert "train/loss" in json.loads(saved.read_text())["jsons"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import logging
 import warnings
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
@@ -118,6 +119,8 @@ class VisdomLogger(Logger):
     def experiment(self) -> Visdom | None:
         """The connected visdom client, or ``None`` when the server is unreachable."""
         if self._vis is None and not self._unavailable:
+            # visdom's client logs "Setting up a new session..." and socket notes as warnings.
+            logging.getLogger("visdom").setLevel(logging.ERROR)
             try:
                 vis = _TimeoutVisdom(
                     server=self._server,
@@ -226,8 +229,12 @@ class VisdomLogger(Logger):
         opts = {"title": tag, "rownames": list(labels)}
         self._draw("bar", env=self._env, X=heights, win=tag, opts=opts)
 
-    @rank_zero_only
     def save(self) -> None:
+        """Nothing: Lightning calls this after every ``log_metrics``, and the server already
+        holds every window; the env is written to disk once, by :meth:`finalize`."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
         """Ask the server to write the env to its ``-env_path`` (only once connected)."""
         if self._vis is not None:
             self._draw("save", envs=[self._env])
