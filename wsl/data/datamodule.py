@@ -16,11 +16,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from wsl.data.annotations import read_class_list
 from wsl.data.dataset import Sample, VOCDataset
 from wsl.data.proposals import MatProposals, ProposalFilter
 from wsl.data.selective_search import SelectiveSearchProposals
 from wsl.data.transforms import build_transform
-from wsl.data.voc import ProposalProvider, VOCIndex
+from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,8 @@ class VOCDataModule(pl.LightningDataModule):
 
     @property
     def class_names(self) -> list[str]:
-        """Class names in label order (read from the data once a split is set up)."""
-        if self.datasets:
-            return list(next(iter(self.datasets.values())).index.classes)
-        return list(self.build_index(self.splits["fit"]).classes)
+        """Class names in label order: ``classes`` if given, else the data set's class list."""
+        return self.classes or list(read_class_list(voc2007_dir(self.root)))
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
