@@ -23,6 +23,7 @@ from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes, heatma
 from wsl.evaluation.pointing import PointingGameEvaluator
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust, LocalizerOutput
+from wsl.training.nonfinite import NonFiniteLossGuard
 
 
 class LocalizerModule(pl.LightningModule):
@@ -37,6 +38,7 @@ class LocalizerModule(pl.LightningModule):
         metric2: ``recall`` (macro recall at 0.5) or ``fbeta`` (F-beta, beta=2).
         heatmap_boxes: keyword arguments of :class:`HeatmapBoxConfig` (test only).
         pointing_tolerance: pointing-game tolerance in pixels of the original image.
+        max_nonfinite_steps: stop after this many NaN/inf losses in a row (each is skipped).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class LocalizerModule(pl.LightningModule):
         metric2: str = "recall",
         heatmap_boxes: Mapping[str, Any] | None = None,
         pointing_tolerance: float = 18.0,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -61,6 +64,7 @@ class LocalizerModule(pl.LightningModule):
         self.test_metrics = MultilabelClassificationMetrics(len(self.class_names), metric2)
         self.box_config = HeatmapBoxConfig(**(heatmap_boxes or {}))
         self.test_results: dict[str, Any] = {}
+        self.loss_guard = NonFiniteLossGuard(max_nonfinite_steps)
 
     def stage_metrics(self, stage: str) -> MultilabelClassificationMetrics:
         """The classification-metric accumulator of ``train``, ``val`` or ``test``."""
@@ -69,11 +73,19 @@ class LocalizerModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> LocalizerOutput:
         return self.net(images)
 
-    def _classification_step(self, batch: dict[str, Any], stage: str) -> tuple[Any, Any]:
+    def _classification_step(
+        self, batch: dict[str, Any], stage: str
+    ) -> tuple[torch.Tensor | None, LocalizerOutput]:
+        """Loss and metric update of one batch; a non-finite training loss gives ``None``."""
         output = self.net(batch["image"])
         loss = F.binary_cross_entropy_with_logits(
             output.logits, batch["labels"], weight=batch["label_weights"]
         )
+        if stage == "train":
+            accepted = self.loss_guard.accept(loss.detach(), self.global_step)
+            self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
+            if not accepted:
+                return None, output
         scores = torch.sigmoid(output.logits.detach().float())
         self.stage_metrics(stage).update(scores, batch["labels"], batch["label_weights"])
         self.log(
@@ -82,7 +94,7 @@ class LocalizerModule(pl.LightningModule):
         )  # fmt: skip
         return loss, output
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         return self._classification_step(batch, "train")[0]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
