@@ -1,0 +1,127 @@
+"""Pictures of a detector's best box for each class in fixed images, untrained and trained.
+
+The LightningModule must have ``detect(batch)`` as for
+:class:`~wsl.callbacks.periodic_evaluation.PeriodicDetectionEvaluation`. A fixed, seeded set of
+images of a split is drawn when training starts (the model before any step: the first
+evaluation's model) and when it ends (the model of the evaluator's final evaluation, at the same
+step); :meth:`BoxPictures.draw` draws them at any other time. Each picture is the image on disk
+with its GT boxes (white, labelled with the class) and, for each class present in the image,
+the detector's top-scoring box of that class (class colour, labelled with class and score).
+Pictures go to every logger that shows images, tagged ``boxes/<split>/step_<S>/<image id>``,
+and to ``<output_dir>/<tag>.png``; only rank 0 draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from wsl.callbacks.periodic_evaluation import fixed_subset, run_detect, split_dataset, subset_loader
+from wsl.data.dataset import VOCDataset
+from wsl.data.voc import read_rgb
+from wsl.drawing import PALETTE, draw_boxes, save_png
+from wsl.loggers.images import log_image
+
+GT_COLOUR = "#ffffff"
+
+
+def top_box_per_class(
+    boxes: Tensor, scores: Tensor, classes: Tensor, wanted: Sequence[int]
+) -> list[tuple[int, Tensor, float]]:
+    """``(class, box, score)`` of the top-scoring detection of each ``wanted`` class that has
+    one, in the order of ``wanted``."""
+    best = []
+    for c in wanted:
+        of_class = torch.nonzero(classes == c).flatten()
+        if len(of_class):
+            top = of_class[scores[of_class].argmax()]
+            best.append((c, boxes[top], float(scores[top])))
+    return best
+
+
+def box_picture(
+    image: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    detections: tuple[Tensor, Tensor, Tensor],
+    class_names: Sequence[str],
+) -> Tensor:
+    """The ``uint8`` ``3xHxW`` image with its GT boxes and the top detection of each GT class
+    (detections drawn last, on top); small images are enlarged as in ``draw_boxes``."""
+    present = sorted(set(gt_classes.tolist()))
+    top = top_box_per_class(*(t.detach().cpu() for t in detections), present)
+    boxes = torch.cat([gt_boxes.float().reshape(-1, 4), *(box[None].float() for _, box, _ in top)])
+    labels = [class_names[c] for c in gt_classes.tolist()]
+    labels += [f"{class_names[c]} {score:.3g}" for c, _, score in top]
+    colours = [GT_COLOUR] * len(gt_classes) + [PALETTE[c % len(PALETTE)] for c, _, _ in top]
+    return draw_boxes(image, boxes, labels=labels, colors=colours)
+
+
+class BoxPictures(pl.Callback):
+    """Draw the top box per present class on ``num_images`` fixed images at train start and end.
+
+    Args:
+        num_images: how many images (drawn once with ``seed`` from the split).
+        output_dir: folder for the PNG files (``None``: loggers only).
+        split: the datamodule's split (``None``: its validation split).
+        seed: picks the images.
+    """
+
+    def __init__(
+        self,
+        num_images: int = 4,
+        output_dir: str | None = None,
+        split: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.num_images = num_images
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.split = split
+        self.seed = seed
+        self.split_name = ""
+        self.dataset: VOCDataset | None = None
+        self.loader: DataLoader | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.split_name, self.dataset = split_dataset(trainer, self.split)
+        indices = fixed_subset(len(self.dataset), self.num_images, self.seed)
+        self.loader = subset_loader(trainer, self.dataset, indices)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw(trainer, pl_module)
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
+        """Draw the pictures at the current step; return the tags logged (none off rank 0)."""
+        if not trainer.is_global_zero or self.loader is None or self.dataset is None:
+            return []
+        step, tags = trainer.global_step, []
+        for batch in self.loader:
+            if batch is None:
+                continue
+            detections = run_detect(trainer, pl_module, batch)
+            for j, image_detections in enumerate(detections):
+                record = self.dataset.index[batch["index"][j]]
+                picture = box_picture(
+                    pil_to_tensor(read_rgb(record.image_path)),
+                    batch["original_gt_boxes"][j],
+                    batch["gt_classes"][j],
+                    image_detections,
+                    self.dataset.index.classes,
+                )
+                tag = f"boxes/{self.split_name}/step_{step}/{record.image_id}"
+                log_image(trainer.loggers, tag, picture, step=step)
+                if self.output_dir is not None:
+                    save_png(picture, self.output_dir / f"{tag}.png")
+                tags.append(tag)
+        return tags
