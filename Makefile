@@ -51,7 +51,8 @@ demo: data ## the main job on the generated data set: inspection pictures, Local
 tensorboard: install ## serve TensorBoard over outputs/ on port $(TB_PORT)
 	$(VENV)/bin/tensorboard --logdir outputs --port $(TB_PORT) --bind_all
 
-visdom: install ## start a local visdom server (works offline) on port $(VISDOM_PORT)
+visdom: install ## start a local visdom server on port $(VISDOM_PORT) (its web-UI files come once from npm)
+	@$(PY) -m wsl.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
 	$(PY) -c "from visdom.server.run_server import main; main()" -port $(VISDOM_PORT) --hostname 127.0.0.1
 
 clean: ## remove caches (keeps .venv and outputs/)
