@@ -1,0 +1,1 @@
+"""Reports that show what a run made, readable without TensorBoard or Python."""
