@@ -67,10 +67,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    """Entry point of ``python -m wsl.train``."""
+def main(cfg: DictConfig) -> float | None:
+    """Entry point of ``python -m wsl.train``; returns the final ``optimized_metric`` if set.
+
+    Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
+    """
     metrics = train(cfg)
     log.info("final metrics: %s", metrics)
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if name not in metrics:
+        raise ValueError(
+            f"optimized_metric={name!r} is not a final metric; use one of {sorted(metrics)}"
+        )
+    return metrics[name]
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ class MultilabelClassificationMetrics(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """``{"mAP": 0-d, "metric2": 0-d, "ap_per_class": (C,)}``; NaN before any update."""
-        if not self.scores:
+        # After a DDP sync torchmetrics holds each list state as one concatenated tensor.
+        if isinstance(self.scores, list) and not self.scores:
             empty = torch.empty(0, self.num_classes)
             scores, labels, weights = empty, empty, empty
         else:
