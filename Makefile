@@ -9,6 +9,8 @@ DATA_ROOT ?= outputs/datasets/generated
 VISDOM_PORT ?= 8097
 TB_PORT ?= 6006
 PYTEST_ARGS ?=
+# Options of `python -m wsl.bench` for `make bench` (e.g. BENCH_ARGS="--quick --json bench.json").
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint format data demo inspect bench tensorboard visdom clean
@@ -47,6 +49,9 @@ data: install $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt ## generate
 demo: data ## the main job on the generated data set: inspection pictures, Localizer training (see README)
 	$(PY) -m wsl.inspect data.root=$(DATA_ROOT) index=0
 	$(PY) -m wsl.train experiment=localizer_demo data.root=$(DATA_ROOT)
+
+bench: install ## WSDDN training step, data loader and VOC07 AP speed vs plain baselines (BENCH_ARGS="--quick --json PATH")
+	$(PY) -m wsl.bench $(BENCH_ARGS)
 
 tensorboard: install ## serve TensorBoard over outputs/ on port $(TB_PORT)
 	$(VENV)/bin/tensorboard --logdir outputs --port $(TB_PORT) --bind_all

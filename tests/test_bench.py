@@ -1,0 +1,142 @@
+"""``python -m wsl.bench``: its baselines compute what the project computes, and its report
+derives every ratio from the measurements it holds (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsl.bench import SIZES, build_report, format_report
+from wsl.benchmarks.data_loader import LoaderResult, measure_data_loader, proposals_datamodule
+from wsl.benchmarks.evaluation import EvaluationResult, measure_evaluation
+from wsl.benchmarks.training import (
+    TrainResult,
+    TrainSetup,
+    TrainWork,
+    plain_forward,
+    plain_inputs,
+    synthetic_images,
+)
+from wsl.models.wsddn import WSDDN
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plain_forward_scores_like_wsddn() -> None:
+    work = TrainWork(device="cpu", scale=96, proposals=12, images=2, timed_passes=1, num_classes=5)
+    torch.manual_seed(0)
+    model = WSDDN(5, weights="none").eval()
+    for image, x in zip(synthetic_images(work), plain_inputs(synthetic_images(work)), strict=True):
+        assert torch.equal(x["rois"][:, 1:], image.proposals) and not x["rois"][:, 0].any()
+        with torch.no_grad():
+            expected = model(image.image[None], [image.proposals]).image_scores
+            torch.testing.assert_close(plain_forward(model, x["image"], x["rois"]), expected)
+
+
+def test_synthetic_proposals_are_valid_boxes_inside_their_image() -> None:
+    work = TrainWork(device="cpu", scale=100, proposals=50, images=6, timed_passes=1)
+    for image in synthetic_images(work):
+        height, width = image.image.shape[1:]
+        boxes = image.proposals
+        assert 40 <= len(boxes) <= 50 and sorted([height, width]) == [100, 133]
+        assert (boxes >= 0).all() and (boxes[:, 2] <= width - 1).all()
+        assert (boxes[:, 3] <= height - 1).all()
+        assert (boxes[:, 2:] - boxes[:, :2] + 1 >= 20 - 1e-3).all()
+        assert 1 <= image.labels.sum() <= 3
+
+
+def test_evaluation_benchmark_agrees_with_the_plain_loop() -> None:
+    result = measure_evaluation(num_images=60, num_classes=6, detections_per_image=20, subset=30)
+    assert result.detections == 1200 and result.subset_images == 30
+    assert result.max_abs_ap_difference == 0.0
+    assert result.plain_seconds_extrapolated == pytest.approx(2 * result.plain_subset_seconds)
+
+
+def test_data_loader_benchmark_counts_every_image(generated_root: Path) -> None:
+    datamodule = proposals_datamodule(
+        generated_root, batch_size=4, scale=96, proposals=50, num_workers=0
+    )
+    result = measure_data_loader(datamodule, timed_epochs=1)
+    assert (result.images, result.batch_size, result.num_workers) == (24, 4, 0)
+    assert result.images_per_s > 0
+
+
+def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
+    """A report from made-up measurements with round numbers."""
+    setups = [
+        TrainSetup("plain b=1 fp32", plain=True),
+        TrainSetup("wsl b=8 fp32", plain=False, batch_size=8),
+        TrainSetup("wsl b=8 bf16", plain=False, batch_size=8, bf16=True),
+    ]
+    training = [
+        TrainResult(setups[0], 10.0, [9.0, 11.0], plain_peak),
+        TrainResult(setups[1], 25.0, [25.0, 25.0], 3000 * 2**20),
+        TrainResult(setups[2], 40.0, [40.0, 40.0], 2000 * 2**20),
+    ]
+    loader = LoaderResult(images_per_s=60.0, images=64, batch_size=8, num_workers=2)
+    evaluation = EvaluationResult(
+        images=5000,
+        detections=1_500_000,
+        wsl_seconds=1.25,
+        subset_images=500,
+        wsl_subset_seconds=0.1,
+        plain_subset_seconds=4.0,
+        max_abs_ap_difference=0.0,
+    )
+    return build_report("cuda", "cuda (a GPU)", False, SIZES["cuda"], training, loader, evaluation)
+
+
+def test_report_ratios_come_from_the_measurements() -> None:
+    report = json.loads(json.dumps(fake_report()))  # plain JSON values only
+    assert [row["speedup"] for row in report["training"]] == [1.0, 2.5, 4.0]
+    assert [row["memory_ratio"] for row in report["training"]] == [1.0, 3.0, 2.0]
+    loader = report["data_loader"]
+    assert loader["training_setup"] == "wsl b=8 bf16"  # the last row: the project's step
+    assert (loader["ratio"], loader["keeps_up"]) == (1.5, True)
+    evaluation = report["evaluation"]
+    assert evaluation["plain_seconds_extrapolated"] == 40.0  # 4 s on 500 images, x10
+    assert evaluation["speedup"] == 32.0 and evaluation["subset_speedup"] == 40.0
+    assert evaluation["meets_target"] is True
+
+    table = format_report(report)
+    for expected in ("wsl b=8 bf16", "40.00", "2,000 MiB", "4.00x", "1.50x: keeps up", "32.00x"):
+        assert expected in table
+
+
+def test_unknown_peak_memory_gives_no_ratio() -> None:
+    report = fake_report(plain_peak=None)
+    assert [row["memory_ratio"] for row in report["training"]] == [None, None, None]
+    assert "n/a" in format_report(report)
+
+
+@pytest.mark.slow
+def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "wsl.bench", "--quick", "--device", "cpu", "--json", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(path.read_text())
+    assert report["quick"] is True and report["device"] == "cpu"
+    plain, project = report["training"]
+    assert (plain["name"], project["name"]) == ("plain b=1 fp32", "wsl b=2 fp32")
+    assert project["speedup"] == pytest.approx(project["images_per_s"] / plain["images_per_s"])
+    assert project["memory_ratio"] == pytest.approx(
+        project["peak_memory_bytes"] / plain["peak_memory_bytes"]
+    )
+    loader = report["data_loader"]
+    assert loader["ratio"] == pytest.approx(loader["images_per_s"] / project["images_per_s"])
+    evaluation = report["evaluation"]
+    assert evaluation["max_abs_ap_difference"] == 0.0
+    assert math.isfinite(evaluation["speedup"])
+    assert "Training step" in done.stdout and "Evaluation" in done.stdout
