@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import CONF_DIR
 from wsl.inspect import inspect
+from wsl.run_dir import RunDirError
 from wsl.train import train
 
 ROOT = CONF_DIR.parent
@@ -123,3 +124,12 @@ def test_cli_entry_point_fails_clearly_on_a_bad_choice() -> None:
     )
     assert result.returncode != 0
     assert "Available options in 'data'" in result.stderr and "voc_labels" in result.stderr
+
+
+def test_unwritable_run_directory_fails_before_any_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cfg = compose_cfg("train", ["experiment=localizer_demo", "data.root=/does/not/exist"], tmp_path)
+    cfg.paths.output_dir = str(blocker / "run")
+    with pytest.raises(RunDirError, match=r"cannot write to the run directory .*a_file/run"):
+        train(cfg)  # before the (missing) data is even looked at

@@ -21,6 +21,7 @@ from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
+from wsl.run_dir import ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def check_data(datamodule: VOCDataModule) -> dict[str, int]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything ``cfg`` names, then fit and test; return the final metrics."""
+    ensure_writable(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule: VOCDataModule = hydra.utils.instantiate(cfg.data)
     if cfg.get("model") is None:
