@@ -21,6 +21,8 @@ def run_train(data_root: Path, run_dir: Path, *extra: str) -> tuple[dict[str, fl
     ]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    report = (run_dir / "report.html").read_text()  # written at the end of every run
+    assert "mAP" in report
     return json.loads((run_dir / "metrics.json").read_text())["metrics"], result.stderr
 
 

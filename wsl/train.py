@@ -21,6 +21,7 @@ from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
+from wsl.reporting.run_report import report_finished_run
 from wsl.run_dir import ensure_writable
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ def main(cfg: DictConfig) -> float | None:
 
     Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
     """
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    finally:
+        report_finished_run(cfg.paths.output_dir)
     log.info("final metrics: %s", metrics)
     name = cfg.get("optimized_metric")
     if name is None:

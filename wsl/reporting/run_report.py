@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import matplotlib
 import numpy as np
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from matplotlib.figure import Figure
 from omegaconf import Container, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -617,6 +618,16 @@ def write_run_report(run_dir: str | Path, title: str | None = None, max_pictures
     path = run_dir / REPORT_NAME
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def report_finished_run(run_dir: str | Path) -> Path | None:
+    """Write the run's report from global rank 0 when its directory exists (also after a
+    crash, so the report shows what the run left); ``None`` elsewhere."""
+    if rank_zero_only.rank != 0 or not Path(run_dir).is_dir():
+        return None
+    path = write_run_report(run_dir)
+    log.info("report: %s", path)
     return path
 
 
