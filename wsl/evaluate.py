@@ -18,7 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl.callbacks.run_config import CHECKPOINT_KEY
-from wsl.evaluation.results_files import write_results
+from wsl.evaluation.results_files import write_ap_chart, write_results
+from wsl.evaluation.voc_detection import write_devkit_results
 from wsl.instantiate import instantiate_all
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,23 @@ def test_and_write(
     output_dir: str | Path,
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``trainer.test`` and write the model's ``test_results`` to ``output_dir``."""
+    """Run ``trainer.test`` and write the model's ``test_results`` to ``output_dir``: metrics
+    files, and when the results carry them, devkit results files (``detections``) and a bar
+    chart of the per-class detection AP (``per_class["AP"]``)."""
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     results = model.test_results
     if trainer.is_global_zero:
-        for path in write_results(output_dir, results["metrics"], results["per_class"]).values():
+        paths = list(write_results(output_dir, results["metrics"], results["per_class"]).values())
+        split = datamodule.splits["test"]
+        if "detections" in results:
+            paths += write_devkit_results(
+                output_dir, split, model.class_names, *results["detections"]
+            )
+        if "AP" in results["per_class"]:
+            title = f"detection AP per class ({split})"
+            chart = Path(output_dir) / "class_ap.png"
+            paths.append(write_ap_chart(chart, results["per_class"]["AP"], title))
+        for path in paths:
             log.info("wrote %s", path)
     return results
 

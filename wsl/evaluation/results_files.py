@@ -1,4 +1,5 @@
-"""Final metrics as files in the run directory: ``metrics.json`` and ``per_class.csv``."""
+"""Final metrics as files in the run directory: ``metrics.json``, ``per_class.csv`` and a
+class-wise AP bar chart."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 from wsl.atomic import atomic_path
 
@@ -45,3 +48,26 @@ def write_results(
             row = [per_class[column].get(name, math.nan) for column in columns]
             writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
     return {"metrics.json": json_path, "per_class.csv": csv_path}
+
+
+def write_ap_chart(
+    path: str | Path, ap_per_class: Mapping[str, float], title: str = "AP per class"
+) -> Path:
+    """Write a bar chart of ``ap_per_class`` (``{class: AP}``, NaN: no bar) with the mean
+    over the defined values as a dashed line, as a PNG (atomic)."""
+    names = list(ap_per_class)
+    values = [float(v) for v in ap_per_class.values()]
+    defined = [v for v in values if not math.isnan(v)]
+    figure = Figure(figsize=(max(6.0, 0.45 * len(names) + 1.5), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    bars = axes.bar(names, [0.0 if math.isnan(v) else v for v in values], color="tab:blue")
+    axes.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.2f}" for v in values], fontsize=7)
+    if defined:
+        mean = sum(defined) / len(defined)
+        axes.axhline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.3f}")
+        axes.legend(loc="upper right")
+    axes.set(ylim=(0.0, 1.05), ylabel="AP", title=title)
+    axes.tick_params(axis="x", labelrotation=60)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return Path(path)
