@@ -1,0 +1,335 @@
+"""``python -m wsl.predict ckpt_path=... input=IMAGE_OR_FOLDER``: a trained model on any images.
+
+The checkpoint holds its run's config, so the model (Localizer or WSDDN) and the eval transform
+are rebuilt as trained. ``input`` is one image or a folder, whose files are taken in name order
+(not its subfolders); files without an image extension (:data:`IMAGE_SUFFIXES`) are skipped with
+a message. The Localizer reads boxes off the heatmaps of its predicted classes (image score
+>= ``class_threshold``, or the best class when none is); WSDDN scores selective-search proposals
+computed for the images (cached under ``proposals.cache_dir``) and filtered as in its run.
+
+Written to ``output_dir`` (default: the run directory):
+
+- ``<stem>.png``: the image with its boxes (class name and score); for the Localizer also
+  ``<stem>_<class>.png``, the heatmap of each predicted class with that class's boxes;
+- ``detections.json``: ``{"checkpoint", "images": {file name: {"width", "height",
+  "detections": [{"class", "score", "box": [x1, y1, x2, y2]}], "class_scores" (Localizer),
+  "pictures"}}, "skipped": {file name: why}, "failed": {file name: problem}}``; boxes are
+  0-based inclusive pixels of the image on disk (rounded to 0.01: WSDDN's are proposals scaled
+  to the network input and back), best first, scoring at least ``score_threshold``, at most
+  ``max_boxes`` per image; scores at full precision.
+
+An image that cannot be decoded is reported (one line naming the file and the problem) and
+listed under ``failed``; the other images are still predicted and everything is written, then
+the command exits with status 1. It exits with 0 when every image was predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from wsl.atomic import atomic_path
+from wsl.data.bad_input import DataError
+from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.data.selective_search import SelectiveSearchProposals
+from wsl.data.transforms import build_transform, continuous_to_inclusive, inclusive_to_continuous
+from wsl.data.voc import read_rgb
+from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
+from wsl.evaluate import load_run_config
+from wsl.evaluation.heatmap_boxes import heatmap_boxes
+from wsl.run_dir import ensure_writable
+from wsl.training.localizer_module import LocalizerModule
+from wsl.training.wsddn_module import WSDDNModule
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # compared case-insensitively
+DETECTIONS_FILE = "detections.json"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model found in one image; boxes in 0-based inclusive pixels of the image on disk."""
+
+    boxes: Tensor  # (K, 4) float x1, y1, x2, y2, best first
+    scores: Tensor  # (K,)
+    classes: Tensor  # (K,) int64
+    class_scores: Tensor | None = None  # (C,) image-level probabilities (Localizer)
+    heatmaps: Tensor | None = None  # (C, h, w) sigmoid of the score maps (Localizer)
+    predicted: tuple[int, ...] = ()  # classes whose heatmaps are drawn (Localizer)
+
+    def top(self, score_threshold: float, max_boxes: int | None) -> Prediction:
+        """The boxes scoring at least ``score_threshold``, at most ``max_boxes`` of them."""
+        keep = (self.scores >= score_threshold).nonzero().squeeze(1)[:max_boxes]
+        return Prediction(
+            self.boxes[keep], self.scores[keep], self.classes[keep],
+            self.class_scores, self.heatmaps, self.predicted,
+        )  # fmt: skip
+
+
+Predictor = Callable[[Path, Tensor], Prediction]  # (image path, uint8 3xHxW image) -> Prediction
+
+
+def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
+    """The image files at ``path`` (a file, or a folder's files in name order) and the entries
+    skipped (name -> why)."""
+    if path.is_dir():
+        entries = sorted(path.iterdir())
+    elif path.is_file():
+        entries = [path]
+    else:
+        raise FileNotFoundError(f"input={path}: no such file or folder")
+    images, skipped = [], {}
+    for entry in entries:
+        if entry.is_dir():
+            skipped[entry.name] = "a folder (subfolders are not searched)"
+        elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped[entry.name] = f"not an image file (extension not in {' '.join(IMAGE_SUFFIXES)})"
+        else:
+            images.append(entry)
+    return images, skipped
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(
+    ckpt_path: str | Path, device: torch.device
+) -> tuple[pl.LightningModule, DictConfig]:
+    """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config."""
+    run_cfg = load_run_config(ckpt_path)
+    module_class = hydra.utils.get_class(run_cfg.model._target_)
+    # The checkpoint has every weight: do not fetch ImageNet weights again.
+    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
+    model = module_class.load_from_checkpoint(ckpt_path, map_location=device, net=net)
+    return model.eval(), run_cfg
+
+
+def localizer_predictor(
+    module: LocalizerModule, transform: Callable, class_threshold: float
+) -> Predictor:
+    """Boxes read off the heatmaps of the classes scoring at least ``class_threshold`` (the best
+    class when none does), with the module's ``box_config``."""
+
+    def predict_image(path: Path, image: Tensor) -> Prediction:
+        size = (image.shape[1], image.shape[2])
+        inputs = transform(tv_tensors.Image(image)).as_subclass(Tensor)
+        output = module(inputs[None].to(module.device))
+        maps = output.score_maps[0].float()
+        scores = torch.sigmoid(output.logits[0].float()).cpu()
+        predicted = (scores >= class_threshold).nonzero().squeeze(1).tolist()
+        predicted = predicted or [int(scores.argmax())]
+        found = heatmap_boxes(maps, size, scores, module.box_config, classes=predicted)
+        heatmaps = torch.sigmoid(maps).cpu()
+        return Prediction(
+            found.boxes, found.scores, found.classes, scores, heatmaps, tuple(predicted)
+        )
+
+    return predict_image
+
+
+def wsddn_predictor(
+    module: WSDDNModule,
+    transform: Callable,
+    proposals: dict[Path, Proposals],
+    proposal_filter: ProposalFilter,
+) -> Predictor:
+    """WSDDN's detections among each image's filtered ``proposals``."""
+
+    def predict_image(path: Path, image: Tensor) -> Prediction:
+        size = (image.shape[1], image.shape[2])
+        source = f"selective-search proposals of {path}"
+        kept = proposal_filter.apply(proposals[path], size[1], size[0], source)
+        continuous = inclusive_to_continuous(torch.from_numpy(kept.boxes))
+        sample = transform(
+            {
+                "image": tv_tensors.Image(image),
+                "proposals": tv_tensors.BoundingBoxes(continuous, format="XYXY", canvas_size=size),
+            }
+        )
+        inputs = sample["image"].as_subclass(Tensor)
+        batch = {
+            "image": inputs[None],
+            "proposals": [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))],
+            "proposal_scores": [None],
+            "original_size": [size],
+            "input_size": [(inputs.shape[1], inputs.shape[2])],
+        }
+        boxes, scores, classes = (t.cpu() for t in module.detect(batch)[0])
+        return Prediction(boxes, scores, classes)
+
+    return predict_image
+
+
+def search_proposals(
+    search: SelectiveSearchProposals, paths: list[Path]
+) -> tuple[dict[Path, Proposals], dict[Path, DataError]]:
+    """Proposals of every image OpenCV decodes, and the error of each one it does not.
+
+    After a failure the remaining images are searched again; those already done come from the
+    cache (with ``cache_dir`` set).
+    """
+    found: dict[Path, Proposals] = {}
+    errors: dict[Path, DataError] = {}
+    todo = list(paths)
+    while todo:
+        try:
+            found.update(zip(todo, search.load_paths(todo), strict=True))
+            todo = []
+        except DataError as error:
+            errors[error.path] = error
+            todo = [path for path in todo if path != error.path]
+    return found, errors
+
+
+def run_filter(run_cfg: DictConfig, overrides: DictConfig) -> ProposalFilter:
+    """The proposal filter of the checkpoint's run with the non-null ``overrides``."""
+    settings = OmegaConf.to_container(run_cfg.data.get("proposal_filter") or {})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return ProposalFilter(**settings)
+
+
+def _file_name(text: str) -> str:
+    """``text`` with every character that is unsafe in a file name replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when taken; the result is added to ``taken``."""
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    taken.add(unique)
+    return unique
+
+
+def pictures(image: Tensor, prediction: Prediction, class_names: list[str]) -> dict[str, Tensor]:
+    """``""``: the image with every box; for each predicted class with a heatmap, its name: the
+    heatmap over the image with that class's boxes."""
+
+    def drawn(base: Tensor, keep: Tensor) -> Tensor:
+        classes = prediction.classes[keep].tolist()
+        labels = [
+            f"{class_names[c]} {s:.3g}"
+            for c, s in zip(classes, prediction.scores[keep].tolist(), strict=True)
+        ]
+        colours = [PALETTE[c % len(PALETTE)] for c in classes]
+        return draw_boxes(base, prediction.boxes[keep], labels=labels, colors=colours)
+
+    result = {"": drawn(image, torch.ones_like(prediction.scores, dtype=torch.bool))}
+    if prediction.heatmaps is not None:
+        for c in prediction.predicted:
+            overlay = overlay_heatmap(image, prediction.heatmaps[c], min_side=1)
+            result[class_names[c]] = drawn(overlay, prediction.classes == c)
+    return result
+
+
+def describe(prediction: Prediction, class_names: list[str]) -> dict[str, Any]:
+    """The ``detections`` (and ``class_scores``) entries of one image in ``detections.json``."""
+    columns = (prediction.boxes.tolist(), prediction.scores.tolist(), prediction.classes.tolist())
+    entry: dict[str, Any] = {
+        "detections": [
+            {"class": class_names[c], "score": s, "box": [round(x, 2) for x in box]}
+            for box, s, c in zip(*columns, strict=True)
+        ]
+    }
+    if prediction.class_scores is not None:
+        entry["class_scores"] = dict(
+            zip(class_names, prediction.class_scores.tolist(), strict=True)
+        )
+    return entry
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Predict every image of ``cfg.input``, write the pictures and ``detections.json`` to
+    ``cfg.output_dir``; return what ``detections.json`` holds."""
+    output_dir = ensure_writable(cfg.output_dir)
+    images, skipped = find_images(Path(cfg.input))
+    for name, why in skipped.items():
+        log.warning("skipped %s: %s", name, why)
+    if not images:
+        raise ValueError(f"input={cfg.input}: no image files ({' '.join(IMAGE_SUFFIXES)})")
+    module, run_cfg = load_model(cfg.ckpt_path, resolve_device(cfg.device))
+    class_names = list(module.class_names)
+    transform = build_transform(**run_cfg.data.eval_transform)
+    errors: dict[Path, DataError] = {}
+    if isinstance(module, LocalizerModule):
+        predictor = localizer_predictor(module, transform, cfg.class_threshold)
+    elif isinstance(module, WSDDNModule):
+        search = SelectiveSearchProposals(**cfg.proposals)
+        proposals, errors = search_proposals(search, images)
+        predictor = wsddn_predictor(
+            module, transform, proposals, run_filter(run_cfg, cfg.proposal_filter)
+        )
+    else:
+        raise TypeError(f"{cfg.ckpt_path}: cannot predict with a {type(module).__name__}")
+    results: dict[str, Any] = {}
+    taken: set[str] = set()
+    with torch.no_grad():
+        for path in images:
+            try:
+                if path in errors:  # its proposals could not be computed
+                    raise errors[path]
+                image = pil_to_tensor(read_rgb(path))
+                prediction = predictor(path, image).top(cfg.score_threshold, cfg.max_boxes)
+            except DataError as error:
+                errors[path] = error
+                log.error("failed %s", error)
+                continue
+            entry = {"width": image.shape[2], "height": image.shape[1]}
+            entry.update(describe(prediction, class_names))
+            entry["pictures"] = []
+            for name, picture in pictures(image, prediction, class_names).items():
+                stem = _file_name("_".join(filter(None, (path.stem, name))))
+                file = save_png(picture, output_dir / f"{_unique(stem, taken)}.png")
+                entry["pictures"].append(file.name)
+            results[path.name] = entry
+            best = entry["detections"][:1]
+            print(
+                f"{path.name}: {len(entry['detections'])} boxes"
+                + "".join(f", best {d['class']} {d['score']:.3g}" for d in best)
+            )
+    summary = {
+        "checkpoint": str(cfg.ckpt_path),
+        "images": results,
+        "skipped": skipped,
+        "failed": {path.name: error.problem for path, error in errors.items()},
+    }
+    with atomic_path(output_dir / DETECTIONS_FILE) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
+    summary = predict(cfg)
+    print(
+        f"predicted {len(summary['images'])} images, skipped {len(summary['skipped'])} files, "
+        f"{len(summary['failed'])} failed; wrote {Path(cfg.output_dir) / DETECTIONS_FILE}"
+    )
+    if summary["failed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
