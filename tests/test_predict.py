@@ -28,7 +28,7 @@ CLASSES = ["circle", "square", "triangle", "cross"]  # the generated set's class
 QUICK = [
     "data.num_workers=0", "data.batch_size=8", "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false", "logger=none", "test=false",
-    "~callbacks.step_checkpoint", "callbacks.model_checkpoint.save_last=false",
+    "~callbacks.last_checkpoint",
 ]  # fmt: skip
 
 

@@ -20,7 +20,7 @@ def command(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
         sys.executable, "-m", "wsl.train", "experiment=localizer_demo", f"data.root={data_root}",
         "data.batch_size=4", "data.num_workers=0", "data.train_transform.scales=[64]",
         "data.eval_transform.scales=[64]", f"trainer.max_epochs={EPOCHS}", "logger=tensorboard",
-        "callbacks.step_checkpoint.every_n_train_steps=2", "~callbacks.heatmaps",
+        "callbacks.last_checkpoint.every_n_train_steps=2", "~callbacks.heatmaps",
         "trainer.enable_progress_bar=false", "test=false", f"hydra.run.dir={run_dir}", *extra,
     ]  # fmt: skip
 
@@ -40,8 +40,7 @@ def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        step_files = list((run_dir / "checkpoints").glob("step_*.ckpt"))
-        if step_files and last.is_file() and 0 < saved_step(last) < STEPS_PER_EPOCH:
+        if last.is_file() and 0 < saved_step(last) < STEPS_PER_EPOCH:
             break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
@@ -58,7 +57,7 @@ def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(
     assert "Restoring states from the checkpoint path" in resumed.stderr
     assert saved_step(last) == EPOCHS * STEPS_PER_EPOCH
     epochs = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*.ckpt"))
-    assert epochs == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]
+    assert epochs == ["epoch_002.ckpt"]  # the newest epoch only
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["optimizer_states"][0]["state"], "optimizer state (momentum) was not saved"
     assert state["lr_schedulers"][0]["last_epoch"] == EPOCHS

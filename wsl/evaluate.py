@@ -18,9 +18,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl.callbacks.run_config import CHECKPOINT_KEY
-from wsl.evaluation.results_files import write_ap_chart, write_results
-from wsl.evaluation.voc_detection import write_devkit_results
+from wsl.callbacks.test_results_files import TestResultsFiles
+from wsl.evaluation.results_files import read_results
 from wsl.instantiate import instantiate_all
+from wsl.reporting.run_report import report_finished_run
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +33,12 @@ def test_and_write(
     output_dir: str | Path,
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``trainer.test`` and write the model's ``test_results`` to ``output_dir``: metrics
-    files, and when the results carry them, devkit results files (``detections``) and a bar
-    chart of the per-class detection AP (``per_class["AP"]``)."""
+    """Run ``trainer.test``, writing the model's ``test_results`` to ``output_dir`` (see
+    :class:`~wsl.callbacks.test_results_files.TestResultsFiles`); return the results."""
+    trainer.callbacks.append(TestResultsFiles(output_dir))
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    results = model.test_results
-    if trainer.is_global_zero:
-        paths = list(write_results(output_dir, results["metrics"], results["per_class"]).values())
-        split = datamodule.splits["test"]
-        if "detections" in results:
-            paths += write_devkit_results(
-                output_dir, split, model.class_names, *results["detections"]
-            )
-        if "AP" in results["per_class"]:
-            title = f"detection AP per class ({split})"
-            chart = Path(output_dir) / "class_ap.png"
-            paths.append(write_ap_chart(chart, results["per_class"]["AP"], title))
-        for path in paths:
-            log.info("wrote %s", path)
-    return results
+    # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
+    return model.test_results or read_results(output_dir)
 
 
 def load_run_config(ckpt_path: str | Path) -> DictConfig:
@@ -85,9 +73,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
-    results = evaluate(cfg)
+    try:
+        results = evaluate(cfg)
+    finally:
+        report_finished_run(cfg.paths.output_dir)
     for name, value in results["metrics"].items():
-        print(f"{name:>10}: {value:.4f}")
+        print(f"{name:>10}: {value:.4f}" if value is not None else f"{name:>10}: -")
 
 
 if __name__ == "__main__":

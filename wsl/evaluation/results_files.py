@@ -24,6 +24,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def read_results(output_dir: str | Path) -> dict[str, Any]:
+    """``metrics.json`` of ``output_dir`` as written by :func:`write_results`."""
+    return json.loads((Path(output_dir) / "metrics.json").read_text())
+
+
 def write_results(
     output_dir: str | Path,
     metrics: Mapping[str, float],

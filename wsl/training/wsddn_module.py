@@ -44,6 +44,7 @@ from wsl.training.detections import (
     region_detections,
     view_of_batch,
 )
+from wsl.training.nonfinite import NonFiniteLossGuard
 
 Detections = tuple[Tensor, Tensor, Tensor]  # boxes (K, 4), scores (K,), classes (K,)
 
@@ -63,6 +64,7 @@ class WSDDNModule(pl.LightningModule):
             (``None``: the batch as it is).
         all_point_ap: VOC2010 all-point AP instead of VOC07's 11-point interpolation.
         val_detection: compute the detection mAP of the validation split every epoch.
+        max_nonfinite_steps: stop after this many NaN/inf losses in a row (each is skipped).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class WSDDNModule(pl.LightningModule):
         tta: Mapping[str, Any] | None = None,
         all_point_ap: bool = False,
         val_detection: bool = True,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,6 +91,7 @@ class WSDDNModule(pl.LightningModule):
         self.val_metrics = MultilabelClassificationMetrics(len(self.class_names))
         self.test_metrics = MultilabelClassificationMetrics(len(self.class_names))
         self.test_results: dict[str, Any] = {}
+        self.loss_guard = NonFiniteLossGuard(max_nonfinite_steps)
 
     def stage_metrics(self, stage: str) -> MultilabelClassificationMetrics:
         """The classification-metric accumulator of ``train``, ``val`` or ``test``."""
@@ -124,7 +128,7 @@ class WSDDNModule(pl.LightningModule):
                 batch["labels"],
             )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         output = self._forward_batch(batch)
         num_images = len(batch["image"])
         per_image = self._bce(output, batch)
@@ -132,6 +136,10 @@ class WSDDNModule(pl.LightningModule):
             regulariser = self._spatial_regulariser(output, batch)
             self.log("train/spatial_reg", regulariser, batch_size=num_images)
             per_image = per_image + self.hparams.spatial_reg_weight * regulariser
+        accepted = self.loss_guard.accept(per_image.detach(), self.global_step)
+        self.log("train/skipped_steps", float(self.loss_guard.skipped), on_step=True)
+        if not accepted:
+            return None
         self.train_metrics.update(
             output.image_scores.detach().float(), batch["labels"], batch["label_weights"]
         )

@@ -1,0 +1,38 @@
+"""``last.ckpt``: the newest state of a run, written atomically every N steps and at each
+epoch end, so a run killed at any moment (even ``kill -9``) resumes from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+
+class LastCheckpoint(pl.Callback):
+    """Save ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and at epoch ends.
+
+    The checkpoint is written to a temporary file beside it and renamed into place, so
+    ``last.ckpt`` is always complete. Resume with ``ckpt_path=<dirpath>/last.ckpt``.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 500) -> None:
+        if every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps={every_n_train_steps} must be at least 1")
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
+
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` now (every rank takes part; rank 0 writes)."""
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        trainer.save_checkpoint(partial)
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        trainer.strategy.barrier("last_checkpoint")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer)

@@ -1,0 +1,53 @@
+"""Write a test's results to the run directory from inside the test, on global rank 0.
+
+Doing it in ``on_test_end`` (rather than after ``trainer.test`` returns) also works with
+``ddp_spawn``, where the test runs in spawned processes whose module state never comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from wsl.evaluation.results_files import write_ap_chart, write_results
+from wsl.evaluation.voc_detection import write_devkit_results
+from wsl.reporting.run_report import write_pr_curves
+
+log = logging.getLogger(__name__)
+
+
+def write_test_files(
+    output_dir: str | Path, results: dict[str, Any], split: str, class_names: list[str]
+) -> list[Path]:
+    """``metrics.json``, ``per_class.csv`` and, when the results carry them, devkit results
+    files (``detections``), a per-class AP chart (``per_class["AP"]``) and PR curves."""
+    paths = list(write_results(output_dir, results["metrics"], results["per_class"]).values())
+    if "detections" in results:
+        paths += write_devkit_results(output_dir, split, class_names, *results["detections"])
+    if "AP" in results["per_class"]:
+        title = f"detection AP per class ({split})"
+        paths.append(
+            write_ap_chart(Path(output_dir) / "class_ap.png", results["per_class"]["AP"], title)
+        )
+    if "curves" in results:
+        paths.append(write_pr_curves(output_dir, results["curves"]))
+    return paths
+
+
+class TestResultsFiles(pl.Callback):
+    """After ``trainer.test``: write ``pl_module.test_results`` to ``output_dir``."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.output_dir = Path(output_dir)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            split = trainer.datamodule.splits["test"]
+            for path in write_test_files(
+                self.output_dir, pl_module.test_results, split, pl_module.class_names
+            ):
+                log.info("wrote %s", path)
+        trainer.strategy.barrier("test_results_files")
