@@ -46,9 +46,10 @@ $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt: | $(STAMP)
 
 data: install $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt ## generate the small VOC2007-layout data set (if missing)
 
-demo: data ## the main job on the generated data set: inspection pictures, Localizer training (see README)
+demo: data ## the main job on the generated data set: inspection pictures, Localizer and WSDDN training (see README)
 	$(PY) -m wsl.inspect data.root=$(DATA_ROOT) index=0
 	$(PY) -m wsl.train experiment=localizer_demo data.root=$(DATA_ROOT)
+	$(PY) -m wsl.train experiment=wsddn_demo data.root=$(DATA_ROOT)
 
 bench: install ## WSDDN training step, data loader and VOC07 AP speed vs plain baselines (BENCH_ARGS="--quick --json PATH")
 	$(PY) -m wsl.bench $(BENCH_ARGS)
