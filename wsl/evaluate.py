@@ -51,6 +51,16 @@ def load_run_config(ckpt_path: str | Path) -> DictConfig:
     return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
 
 
+def load_module(
+    ckpt_path: str | Path, run_cfg: DictConfig, map_location: str | torch.device = "cpu"
+) -> pl.LightningModule:
+    """The LightningModule of ``ckpt_path``, rebuilt from its run's config ``run_cfg``."""
+    module_class = hydra.utils.get_class(run_cfg.model._target_)
+    # The checkpoint has every weight: do not fetch ImageNet weights again.
+    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
+    return module_class.load_from_checkpoint(ckpt_path, map_location=map_location, net=net)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild data and model from ``cfg.ckpt_path``, test on ``cfg.data.split``, write files."""
     run_cfg = load_run_config(cfg.ckpt_path)
@@ -60,10 +70,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             if cfg.data.get(key) is not None:
                 run_cfg.data[key] = cfg.data[key]
     datamodule = hydra.utils.instantiate(run_cfg.data)
-    module_class = hydra.utils.get_class(run_cfg.model._target_)
-    # The checkpoint has every weight: do not fetch ImageNet weights again.
-    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
-    model = module_class.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", net=net)
+    model = load_module(cfg.ckpt_path, run_cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False
     )

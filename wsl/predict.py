@@ -49,7 +49,7 @@ from wsl.data.selective_search import SelectiveSearchProposals
 from wsl.data.transforms import build_transform, continuous_to_inclusive, inclusive_to_continuous
 from wsl.data.voc import read_rgb
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.evaluate import load_run_config
+from wsl.evaluate import load_module, load_run_config
 from wsl.evaluation.heatmap_boxes import heatmap_boxes
 from wsl.run_dir import ensure_writable
 from wsl.training.localizer_module import LocalizerModule
@@ -116,11 +116,7 @@ def load_model(
 ) -> tuple[pl.LightningModule, DictConfig]:
     """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config."""
     run_cfg = load_run_config(ckpt_path)
-    module_class = hydra.utils.get_class(run_cfg.model._target_)
-    # The checkpoint has every weight: do not fetch ImageNet weights again.
-    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
-    model = module_class.load_from_checkpoint(ckpt_path, map_location=device, net=net)
-    return model.eval(), run_cfg
+    return load_module(ckpt_path, run_cfg, map_location=device).eval(), run_cfg
 
 
 def localizer_predictor(

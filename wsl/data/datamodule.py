@@ -107,7 +107,7 @@ class VOCDataModule(pl.LightningDataModule):
         self.datasets: dict[str, VOCDataset] = {}
 
     def build_index(self, split: str) -> VOCIndex:
-        """Read and check one split (subclasses add proposals)."""
+        """Read and check one split."""
         return VOCIndex(
             self.root,
             split,
@@ -115,7 +115,12 @@ class VOCDataModule(pl.LightningDataModule):
             difficult_labels=self.difficult_labels,
             on_error=self.on_error,
             verify_images=self.verify_images,
+            **self.proposal_arguments(split),
         )
+
+    def proposal_arguments(self, split: str) -> dict[str, Any]:
+        """Proposal settings of ``split`` for :class:`VOCIndex` (none: image-level data)."""
+        return {}
 
     def dataset(self, split: str, train: bool = False) -> VOCDataset:
         """The dataset of ``split`` with the train or eval transform (read once, cached)."""
@@ -211,14 +216,5 @@ class VOCProposalsDataModule(VOCDataModule):
             )
         return MatProposals(files[split], box_layout=self.proposals.get("box_layout", "yxyx"))
 
-    def build_index(self, split: str) -> VOCIndex:
-        return VOCIndex(
-            self.root,
-            split,
-            classes=self.classes,
-            difficult_labels=self.difficult_labels,
-            proposals=self.proposal_provider(split),
-            proposal_filter=self.proposal_filter,
-            on_error=self.on_error,
-            verify_images=self.verify_images,
-        )
+    def proposal_arguments(self, split: str) -> dict[str, Any]:
+        return {"proposals": self.proposal_provider(split), "proposal_filter": self.proposal_filter}
