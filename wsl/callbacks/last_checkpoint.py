@@ -25,7 +25,7 @@ class LastCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         """Write ``last.ckpt`` now (every rank takes part; rank 0 writes)."""
         partial = self.path.with_name(f".{self.path.name}.partial")
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # full state: resumable
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         trainer.strategy.barrier("last_checkpoint")
