@@ -214,7 +214,11 @@ class VOCProposalsDataModule(VOCDataModule):
                 f"data.proposals.mat_files has no entry for split {split!r} "
                 f"(it has {sorted(files)}); add data.proposals.mat_files.{split}=PATH"
             )
-        return MatProposals(files[split], box_layout=self.proposals.get("box_layout", "yxyx"))
+        return MatProposals(
+            files[split],
+            box_layout=self.proposals.get("box_layout", "yxyx"),
+            on_error=self.on_error,
+        )
 
     def proposal_arguments(self, split: str) -> dict[str, Any]:
         return {"proposals": self.proposal_provider(split), "proposal_filter": self.proposal_filter}

@@ -8,21 +8,39 @@ Two file formats are read, both 1-based with one cell per image:
 
 Inside the code proposals are :class:`Proposals`: ``float32`` ``x1, y1, x2, y2``, 0-based
 inclusive pixel coordinates of the image as stored on disk.
+
+A file is read once per process (:func:`load_proposal_mat`): train and val usually come from
+the same trainval file. A file listed in a download manifest (:mod:`wsl.data.manifest`) is
+first compared with it.
+
+A problem of one image's entry is reported through ``data.on_error`` (raise, or skip that
+image). A problem of the whole file stops the run whatever ``data.on_error`` says: a file
+whose counts disagree, that lacks more than ``FILE_ERROR_SHARE`` of the split's images, or
+where more than ``FILE_ERROR_SHARE`` of the images have a box outside the image (a wrong
+``box_layout``, or a file without ids made for another image order). A correct file has
+no box outside its image (``setup_voc07_eb.m`` in hbilen/WSDDN stops on the first one).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.io
+from PIL import Image
 
-from wsl.data.bad_input import DataError
+from wsl.data.bad_input import ON_ERROR_CHOICES, DataError
+from wsl.data.manifest import check_file
 
 BOX_LAYOUTS = ("yxyx", "xyxy")
 _COLUMNS = {"yxyx": [1, 0, 3, 2], "xyxy": [0, 1, 2, 3]}  # file columns giving x1, y1, x2, y2
-_SHOWN_IDS = 5  # how many missing ids an error message lists
+_SHOWN_IDS = 10  # how many ids an error message lists
+FILE_ERROR_SHARE = 0.1  # a problem in more than this share of a split's images is the file's
+_CACHED_FILES = 2  # .mat files kept read (trainval's and test's)
+_cache: OrderedDict[tuple[str, int, int, str], ProposalMat] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,29 @@ def read_proposal_mat(path: str | Path, box_layout: str = "yxyx") -> ProposalMat
     return ProposalMat(path, proposals, image_ids, numeric_ids)
 
 
+def load_proposal_mat(path: str | Path, box_layout: str = "yxyx") -> ProposalMat:
+    """:func:`read_proposal_mat`, read once per process.
+
+    Cached on the resolved path, modification time and size of the file (and the layout),
+    so a file replaced on disk is read again. A file its folder's download manifest lists
+    is checked against it (size and SHA-256) before it is read.
+    """
+    _check_layout(box_layout)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "proposals file does not exist")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, box_layout)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    check_file(path)
+    _cache[key] = read_proposal_mat(path, box_layout)
+    while len(_cache) > _CACHED_FILES:
+        _cache.popitem(last=False)
+    return _cache[key]
+
+
 def _check_layout(box_layout: str) -> None:
     if box_layout not in BOX_LAYOUTS:
         raise ValueError(f"box_layout={box_layout!r} is not valid; choose one of {BOX_LAYOUTS}")
@@ -143,12 +184,14 @@ def _image_ids(path: Path, value: np.ndarray) -> tuple[list[str], bool]:
     return [str(int(item)) for item in items], True
 
 
-def align(mat: ProposalMat, image_ids: list[str]) -> dict[str, Proposals]:
+def align(mat: ProposalMat, image_ids: list[str], skip_missing: bool = False) -> ProposalLookup:
     """Map each id of the image set (in order) to its proposals in ``mat``.
 
     With ids in the file each requested id is looked up (the file may hold more images, e.g.
     trainval's file for the train split); without them the file must hold exactly one
-    entry per image, in image-set order.
+    entry per image, in image-set order. Ids the file lacks raise a :class:`DataError`
+    listing them, or with ``skip_missing`` become per-image errors in the returned lookup;
+    lacking more than ``FILE_ERROR_SHARE`` of the images is an error either way.
     """
     if mat.image_ids is None:
         if len(mat.proposals) != len(image_ids):
@@ -157,19 +200,66 @@ def align(mat: ProposalMat, image_ids: list[str]) -> dict[str, Proposals]:
                 f"has {len(mat.proposals)} entries and no 'images' ids, but the image set has "
                 f"{len(image_ids)} images; use the file made for this split (or one with ids)",
             )
-        return dict(zip(image_ids, mat.proposals, strict=True))
+        return ProposalLookup(dict(zip(image_ids, mat.proposals, strict=True)))
     position = {key: i for i, key in enumerate(_keys(mat.image_ids, mat.numeric_ids))}
     if len(position) != len(mat.image_ids):
         raise DataError(mat.path, "'images' lists some image id more than once")
     keys = dict(zip(image_ids, _keys(image_ids, mat.numeric_ids), strict=True))
     missing = [image_id for image_id, key in keys.items() if key not in position]
     if missing:
-        raise DataError(
-            mat.path,
-            f"has no proposals for {len(missing)} of {len(image_ids)} images of the image set, "
-            f"e.g. {missing[:_SHOWN_IDS]}; use the file made for this split",
+        problem = (
+            f"has no proposals for {len(missing)} of {len(image_ids)} images of the image set: "
+            f"{_shown(missing)}"
         )
-    return {image_id: mat.proposals[position[key]] for image_id, key in keys.items()}
+        if len(missing) > FILE_ERROR_SHARE * len(image_ids):
+            raise DataError(
+                mat.path,
+                f"{problem}; more than {FILE_ERROR_SHARE:.0%} is a wrong file, whatever "
+                "data.on_error says: use the file made for these images",
+            )
+        if not skip_missing:
+            raise DataError(mat.path, f"{problem}; use the file made for this split")
+    found = {
+        image_id: mat.proposals[position[key]] for image_id, key in keys.items() if key in position
+    }
+    errors = {
+        image_id: DataError(mat.path, f"has no proposals for image {image_id}")
+        for image_id in missing
+    }
+    return ProposalLookup(found, errors)
+
+
+def _shown(ids: list[str]) -> str:
+    more = f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else ""
+    return f"{ids[:_SHOWN_IDS]}{more}"
+
+
+class ProposalLookup(Mapping[str, Proposals]):
+    """Proposals by image id; looking up an image the file lacks raises its :class:`DataError`.
+
+    So :class:`~wsl.data.voc.VOCIndex` reports a missing image through ``data.on_error``
+    like any other per-image problem (skipped and counted, or raised).
+    """
+
+    def __init__(
+        self, found: dict[str, Proposals], missing: dict[str, DataError] | None = None
+    ) -> None:
+        self.found = found
+        self.missing = missing or {}
+
+    def __getitem__(self, image_id: str) -> Proposals:
+        if image_id in self.missing:
+            raise self.missing[image_id]
+        return self.found[image_id]
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.found)
+
+    def __len__(self) -> int:
+        return len(self.found)
 
 
 def _keys(image_ids: list[str], numeric: bool) -> list[str]:
@@ -182,22 +272,70 @@ class MatProposals:
     Args:
         path: the Fast R-CNN selective-search or EdgeBoxes file.
         box_layout: column order in the file, ``yxyx`` (Fast R-CNN, WSDDN) or ``xyxy``.
+        on_error: ``data.on_error``; with ``skip`` an image the file lacks is skipped
+            (counted by the index), with ``raise`` it is an error.
     """
 
-    def __init__(self, path: str, box_layout: str = "yxyx") -> None:
+    def __init__(self, path: str, box_layout: str = "yxyx", on_error: str = "raise") -> None:
         _check_layout(box_layout)
+        if on_error not in ON_ERROR_CHOICES:
+            raise ValueError(
+                f"on_error={on_error!r} is not valid; choose one of {ON_ERROR_CHOICES}"
+            )
         self.path = Path(path)
         self.box_layout = box_layout
+        self.on_error = on_error
 
-    def load(
-        self, image_ids: list[str], image_paths: list[Path] | None = None
-    ) -> dict[str, Proposals]:
-        """Unfiltered proposals of each image id. ``image_paths`` is not needed here."""
-        return align(read_proposal_mat(self.path, self.box_layout), image_ids)
+    def load(self, image_ids: list[str], image_paths: list[Path] | None = None) -> ProposalLookup:
+        """Unfiltered proposals of each image id, after the whole-file checks.
+
+        With ``image_paths`` the boxes are checked against the image sizes (read from the
+        image headers): too many images with a box outside is the file's error.
+        """
+        mat = load_proposal_mat(self.path, self.box_layout)
+        lookup = align(mat, image_ids, skip_missing=self.on_error == "skip")
+        if image_paths is not None:
+            self._check_fit(lookup, image_ids, image_paths)
+        return lookup
+
+    def _check_fit(
+        self, lookup: ProposalLookup, image_ids: list[str], image_paths: list[Path]
+    ) -> None:
+        checked, outside = 0, []
+        for image_id, image_path in zip(image_ids, image_paths, strict=True):
+            size = _image_size(image_path)
+            if image_id not in lookup or size is None:
+                continue  # reported per image (missing entry, unreadable image)
+            checked += 1
+            if not inside_image(lookup[image_id].boxes, *size).all():
+                outside.append(image_id)
+        if len(outside) > FILE_ERROR_SHARE * checked:
+            raise DataError(
+                self.path,
+                f"{len(outside)} of {checked} images have proposals outside the image, e.g. "
+                f"{_shown(outside)}; more than {FILE_ERROR_SHARE:.0%} means the whole file "
+                f"does not fit these images (box_layout={self.box_layout!r} wrong, or a file "
+                "without ids in another order), whatever data.on_error says",
+            )
 
     def source(self, image_id: str, image_path: Path) -> str:
         """Where one image's proposals come from, for error messages."""
         return f"{self.path}[{image_id}]"
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the image header, or None if it does not open."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # PIL raises many types; the index reports the image itself
+        return None
+
+
+def inside_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which 0-based inclusive ``x1, y1, x2, y2`` boxes are ordered and inside the image."""
+    x1, y1, x2, y2 = boxes.T
+    return (x1 >= 0) & (x1 <= x2) & (x2 < width) & (y1 >= 0) & (y1 <= y2) & (y2 < height)
 
 
 @dataclass(frozen=True)
@@ -228,9 +366,15 @@ class ProposalFilter:
 
         ``source`` names where the proposals came from in error messages.
         """
-        boxes = proposals.boxes
-        x1, y1, x2, y2 = boxes.T
-        inside = (x1 >= 0) & (x1 <= x2) & (x2 < width) & (y1 >= 0) & (y1 <= y2) & (y2 < height)
+        boxes, scores = proposals.boxes, proposals.scores
+        if scores is not None and not np.isfinite(scores).all():
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise DataError(
+                source,
+                f"boxScores of proposal {bad} is {scores[bad]}, not a finite number; the "
+                "scores rank the proposals and weight their features (use_proposal_scores)",
+            )
+        inside = inside_image(boxes, width, height)
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
             raise DataError(
@@ -241,6 +385,7 @@ class ProposalFilter:
             )
         if len(proposals) == 0:
             raise DataError(source, "the image has no proposals at all")
+        x1, y1, x2, y2 = boxes.T
         big = (x2 - x1 + 1 >= self.min_size) & (y2 - y1 + 1 >= self.min_size)
         if not big.any():
             raise DataError(
