@@ -1,14 +1,24 @@
-"""Download PASCAL VOC 2007 and Fast R-CNN's selective-search proposals, verified and extracted.
+"""Download PASCAL VOC 2007 and its region proposals, verified (and extracted).
 
 ``python -m wsl.data.download voc2007 --root DIR`` leaves ``DIR/VOCdevkit/VOC2007/...``
-(trainval and test) and ``DIR/selective_search_data/voc_2007_{trainval,test}.mat``.
+(trainval and test) and ``DIR/selective_search_data/voc_2007_{trainval,test}.mat``;
+``python -m wsl.data.download voc2007-edgeboxes --root DIR`` leaves WSDDN's EdgeBoxes
+``DIR/edgeboxes/EdgeBoxesVOC2007{trainval,test}.mat`` and ``DIR/edgeboxes/``
+:data:`~wsl.data.manifest.MANIFEST_NAME`.
 
 Nothing half-done ever looks done:
 
-- an archive is streamed to ``<name>.part`` beside its final name, its MD5 checked, and only
-  then renamed (``os.replace``) to ``<name>``; a wrong MD5 deletes the ``.part`` and raises
-  :class:`~wsl.data.bad_input.DataError`. A present archive with the right MD5 is kept, one
-  with a wrong MD5 (say, truncated) is downloaded again.
+- a file is streamed to ``<name>.part`` beside its final name, checked, and only then
+  renamed (``os.replace``) to ``<name>``. An interrupted download keeps its ``.part`` and
+  the next run continues it (an HTTP ``Range`` request; a server that ignores it sends
+  the whole file again). A failed check deletes the ``.part`` and raises
+  :class:`~wsl.data.bad_input.DataError`.
+- an archive's check is its MD5. A present archive with the right MD5 is kept, one with a
+  wrong MD5 (say, truncated) is downloaded again.
+- the EdgeBoxes files have no published checksum, so their structure is checked
+  (:func:`check_edgeboxes`) and the SHA-256 and size of what arrived are written to the
+  manifest; a present file is compared with the manifest (here and whenever the proposals
+  are loaded), so a file that changed after its download is noticed.
 - extraction writes the marker file ``<name>.extracted`` (holding the archive's MD5) after the
   archive is fully extracted. A marker is used rather than extracting into a temporary folder
   and moving it into place because the trainval and test tars both fill ``VOCdevkit/VOC2007``.
@@ -20,9 +30,11 @@ Nothing half-done ever looks done:
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import sys
 import tarfile
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,12 +46,19 @@ from tqdm import tqdm
 
 from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
+from wsl.data.manifest import check_file, record_file
+from wsl.data.proposals import read_proposal_mat
 
 VOC_BASE_URL = DATASET_YEAR_DICT["2007"]["url"].rsplit("/", 1)[0]
 # From rbgirshick/fast-rcnn, data/scripts/fetch_selective_search_data.sh.
 PROPOSALS_BASE_URL = "https://dl.dropboxusercontent.com/s/orrt7o6bp6ae0tc"
 PROPOSALS_FILENAME = "selective_search_data.tgz"
 PROPOSALS_MD5 = "7078c1db87a7851b31966b96774cd9b9"
+# From hbilen/WSDDN, pascal/setup_voc07_eb.m (its README's link for the test file lacks the
+# "data/" part, which the code and the later ports have).
+EDGEBOXES_BASE_URL = "https://groups.inf.ed.ac.uk/hbilen-data/data/WSDDN"
+EDGEBOXES_FILENAMES = ("EdgeBoxesVOC2007trainval.mat", "EdgeBoxesVOC2007test.mat")
+EDGEBOXES_DIR = "edgeboxes"
 
 _CHUNK_BYTES = 1 << 20
 _TIMEOUT_S = 60  # per blocking socket operation, not for the whole download
@@ -88,41 +107,69 @@ def voc2007_archives(
     return archives
 
 
-def _download(archive: Archive, path: Path) -> None:
-    """Stream ``archive.url`` to ``<path>.part``, check its MD5, then rename it to ``path``."""
-    part = path.with_name(path.name + ".part")
-    request = urllib.request.Request(archive.url, headers={"User-Agent": USER_AGENT})
+def _stream(url: str, part: Path, desc: str) -> None:
+    """Download ``url`` into ``part``, continuing what an earlier run left there.
+
+    Raises :class:`DataError` (keeping ``part`` for the next run) when the transfer fails or
+    ends before the announced length.
+    """
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with (
-            urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response,
-            open(part, "wb") as out,
-        ):
-            size = response.headers.get("Content-Length")
-            with tqdm(
-                total=int(size) if size else None,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=archive.filename,
-            ) as progress:
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+            if response.status != 206:  # the server sends the whole file
+                have = 0
+            length = response.headers.get("Content-Length")
+            total = have + int(length) if length else None
+            with (
+                open(part, "ab" if have else "wb") as out,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=desc,
+                ) as progress,
+            ):
                 while chunk := response.read(_CHUNK_BYTES):
                     out.write(chunk)
                     progress.update(len(chunk))
-        actual = calculate_md5(part)
-        if actual != archive.md5:
-            raise DataError(
-                archive.url,
-                f"downloaded {archive.filename} has MD5 {actual}, expected {archive.md5}; "
-                "the download was corrupted or the server sent another file: run again or "
-                "use another mirror",
-            )
-        os.replace(part, path)
-    except OSError as err:
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # nothing after the kept part: start again
+            part.unlink()
+            _stream(url, part, desc)
+            return
+        raise DataError(url, f"download failed ({err}); check the URL") from err
+    except (OSError, http.client.HTTPException) as err:
         raise DataError(
-            archive.url, f"download failed ({err}); check the URL and your connection"
+            url, f"download failed ({err}); run again to continue from {part.name}"
         ) from err
-    finally:
-        part.unlink(missing_ok=True)
+    if total is not None and part.stat().st_size != total:
+        raise DataError(
+            url,
+            f"download ended after {part.stat().st_size} of {total} bytes; run again to "
+            f"continue from {part.name}",
+        )
+
+
+def _download(archive: Archive, path: Path) -> None:
+    """Stream ``archive.url`` to ``<path>.part``, check its MD5, then rename it to ``path``."""
+    part = path.with_name(path.name + ".part")
+    _stream(archive.url, part, archive.filename)
+    actual = calculate_md5(part)
+    if actual != archive.md5:
+        part.unlink()
+        raise DataError(
+            archive.url,
+            f"downloaded {archive.filename} has MD5 {actual}, expected {archive.md5}; "
+            "the download was corrupted or the server sent another file: run again or "
+            "use another mirror",
+        )
+    os.replace(part, path)
 
 
 def fetch(archive: Archive, root: str | Path) -> Path:
@@ -175,6 +222,62 @@ def download_voc2007(
     ]
 
 
+def check_edgeboxes(path: Path) -> int:
+    """Check the structure of a WSDDN EdgeBoxes ``.mat``; return its number of images.
+
+    As ``setup_voc07_eb.m`` reads it: cells ``boxes`` (1-based ``[y1 x1 y2 x2]``),
+    ``boxScores`` (one per box) and ``images`` (string ids), one entry per image.
+    Raises :class:`DataError` naming ``path`` and the first problem.
+    """
+    mat = read_proposal_mat(path, "yxyx")  # cell counts agree, one score per box
+    if mat.image_ids is None or mat.numeric_ids:
+        raise DataError(path, "has no 'images' cell of string ids (as '000005')")
+    if len(set(mat.image_ids)) != len(mat.image_ids):
+        raise DataError(path, "'images' lists some image id more than once")
+    for image_id, entry in zip(mat.image_ids, mat.proposals, strict=True):
+        if entry.scores is None:
+            raise DataError(path, "has no 'boxScores' (one score per box)")
+        x1, y1, x2, y2 = entry.boxes.T
+        if not ((x1 >= 0) & (y1 >= 0) & (x1 <= x2) & (y1 <= y2)).all():
+            raise DataError(
+                path, f"boxes of image {image_id} are not 1-based [y1 x1 y2 x2] with y1<=y2, x1<=x2"
+            )
+    return len(mat.proposals)
+
+
+def download_edgeboxes(root: str | Path, base_url: str = EDGEBOXES_BASE_URL) -> list[Path]:
+    """Fetch WSDDN's EdgeBoxes files into ``root/edgeboxes``; return their paths.
+
+    A present file is compared with the manifest (a :class:`DataError` if it changed) or,
+    when the manifest does not list it, checked and recorded; nothing is downloaded again.
+    """
+    folder = Path(root) / EDGEBOXES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for filename in EDGEBOXES_FILENAMES:
+        url = f"{base_url.rstrip('/')}/{filename}"
+        path = folder / filename
+        if path.is_file():
+            if check_file(path):  # listed in the manifest and unchanged
+                paths.append(path)
+                continue
+            check_edgeboxes(path)  # put there by other means: check it and record it
+        else:
+            part = path.with_name(filename + ".part")
+            _stream(url, part, filename)
+            try:
+                check_edgeboxes(part)
+            except DataError as err:
+                part.unlink()
+                raise DataError(
+                    url, f"the downloaded file is damaged ({err.problem}); run again"
+                ) from err
+            os.replace(part, path)
+        record_file(path, url)
+        paths.append(path)
+    return paths
+
+
 def _md5_override(text: str) -> tuple[str, str]:
     """Parse ``FILENAME=HEX`` from the command line."""
     name, sep, md5 = text.partition("=")
@@ -184,11 +287,19 @@ def _md5_override(text: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m wsl.data.download voc2007 --root DIR``; returns the exit code."""
+    """Command line: ``python -m wsl.data.download voc2007|voc2007-edgeboxes --root DIR``.
+
+    Returns the exit code.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m wsl.data.download", description=__doc__.split("\n", 1)[0]
     )
-    parser.add_argument("dataset", choices=["voc2007"])
+    parser.add_argument(
+        "dataset",
+        choices=["voc2007", "voc2007-edgeboxes"],
+        help="voc2007: the images, annotations and selective search; voc2007-edgeboxes: "
+        f"WSDDN's EdgeBoxes proposals (into ROOT/{EDGEBOXES_DIR})",
+    )
     parser.add_argument("--root", required=True, type=Path, help="folder to download into")
     parser.add_argument(
         "--voc-base-url", default=VOC_BASE_URL, help="URL of the folder holding the VOC tars"
@@ -197,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--proposals-base-url",
         default=PROPOSALS_BASE_URL,
         help=f"URL of the folder holding {PROPOSALS_FILENAME}",
+    )
+    parser.add_argument(
+        "--edgeboxes-base-url",
+        default=EDGEBOXES_BASE_URL,
+        help=f"URL of the folder holding {' and '.join(EDGEBOXES_FILENAMES)}",
     )
     parser.add_argument(
         "--no-proposals",
@@ -215,9 +331,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        paths = download_voc2007(
-            args.root, args.voc_base_url, args.proposals_base_url, args.proposals, dict(args.md5)
-        )
+        if args.dataset == "voc2007-edgeboxes":
+            paths = download_edgeboxes(args.root, args.edgeboxes_base_url)
+        else:
+            paths = download_voc2007(
+                args.root,
+                args.voc_base_url,
+                args.proposals_base_url,
+                args.proposals,
+                dict(args.md5),
+            )
     except ValueError as err:  # DataError, or an MD5 given for an unknown archive
         print(f"error: {err}", file=sys.stderr)
         return 1
