@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import scipy.io
 
+from tests.test_config import compose_cfg
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.proposals import MatProposals, ProposalFilter
 from wsl.data.voc import VOCIndex
+from wsl.train import train
 
 VOC = Path("VOCdevkit/VOC2007")
 SMALL = ProposalFilter(min_size=4)
@@ -167,3 +169,25 @@ def test_non_finite_box_scores_are_caught_at_setup(data_copy: Path) -> None:
     kept = {r.image_id for r in module.dataset("train", train=True).index.records}
     kept |= {r.image_id for r in module.dataset("val").index.records}
     assert kept == set(ids) - {ids[5], ids[9]}
+
+
+def data_check(root: Path, tmp_path: Path, *overrides: str) -> dict:
+    """``python -m wsl.train data=voc_proposals data.root=ROOT ...`` without a model."""
+    cfg = compose_cfg(
+        "train",
+        ["data=voc_proposals", f"data.root={root}", "data.proposal_filter.min_size=4", *overrides],
+        tmp_path / "run",
+    )
+    return train(cfg)
+
+
+def test_the_train_command_stops_on_a_file_error_and_skips_image_errors(
+    data_copy: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match=r"voc_2007_trainval\.mat: \d+ of 24 images have"):
+        data_check(data_copy, tmp_path, "data.on_error=skip", "data.proposals.box_layout=xyxy")
+    rewrite(trainval_mat(data_copy), keep=list(range(1, 24)))
+    with pytest.raises(DataError, match=r"voc_2007_trainval\.mat: has no proposals for 1 of"):
+        data_check(data_copy, tmp_path)
+    counts = data_check(data_copy, tmp_path, "data.on_error=skip")
+    assert counts == {"images/fit": 23, "images/validate": 12, "images/test": 12}
