@@ -180,8 +180,10 @@ class VOCProposalsDataModule(VOCDataModule):
 
     Args:
         proposals: ``source`` (``mat`` or ``selective_search``), ``mat_files`` (the file
-            holding each split's proposals), ``box_layout`` of those files, and the
-            ``selective_search`` settings; see ``conf/data/voc_proposals.yaml``.
+            holding each split's proposals; the config fills it from ``trainval_mat`` and
+            ``test_mat``), ``box_layout`` of those files, and the ``selective_search``
+            settings; see ``conf/data/voc_proposals.yaml``. ``data.on_error`` also
+            applies to images a ``.mat`` lacks.
         proposal_filter: keyword arguments of :class:`~wsl.data.proposals.ProposalFilter`.
     """
 
