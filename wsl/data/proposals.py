@@ -303,8 +303,8 @@ class MatProposals:
     ) -> None:
         checked, outside = 0, []
         for image_id, image_path in zip(image_ids, image_paths, strict=True):
-            size = _image_size(image_path)
-            if image_id not in lookup or size is None:
+            size = _image_size(image_path) if image_id in lookup else None
+            if size is None:
                 continue  # reported per image (missing entry, unreadable image)
             checked += 1
             if not inside_image(lookup[image_id].boxes, *size).all():
