@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,19 +62,23 @@ def read_rgb(path: Path) -> Image.Image:
 
 @contextmanager
 def _captured_stderr() -> Iterator[list[str]]:
-    """Collect what C code writes to file descriptor 2 inside the block."""
+    """Collect what C code writes to file descriptor 2 inside the block.
+
+    A pipe holds it (64 KiB at least; libjpeg prints one line, its first warning).
+    """
     lines: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode(errors="replace").strip().splitlines())
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield lines
+    finally:
+        os.dup2(saved, 2)  # closes the pipe's last write end: the read below ends
+        os.close(saved)
+        with os.fdopen(read_end, "rb") as pipe:
+            lines.extend(pipe.read().decode(errors="replace").strip().splitlines())
 
 
 def decode_jpeg_strictly(path: Path, data: bytes, full_size: bool) -> None:
