@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_config import compose_cfg
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule
 from wsl.data.dataset import VOCDataset
 from wsl.data.images import read_rgb
 from wsl.data.voc import VOCIndex
+from wsl.train import train
 
 VOC = Path("VOCdevkit/VOC2007")
 
@@ -138,3 +140,15 @@ def test_16_bit_png_is_scaled_by_bit_depth_not_clipped(data_copy: Path, tmp_path
     sample = VOCDataset(index)[0]
     assert sample["image_id"] == image.stem
     assert (sample["image"] == 128).all()
+
+
+def test_train_entry_point_names_or_counts_a_corrupt_jpeg(data_copy: Path, tmp_path: Path) -> None:
+    image = data_copy / VOC / "JPEGImages" / f"{read_image_set(data_copy / VOC, 'train')[0]}.jpg"
+    damage_jpeg(image, "truncated, end marker appended")
+    splits = [f"data.root={data_copy}", "data.train_split=train", "data.val_split=val"]
+    with pytest.raises(DataError, match="JPEG is corrupt") as caught:
+        train(compose_cfg("train", [*splits, "logger=none"], tmp_path / "raise"))
+    assert caught.value.path == image
+    skip = [*splits, "logger=none", "data.on_error=skip"]
+    counts = train(compose_cfg("train", skip, tmp_path / "skip"))
+    assert counts == {"images/fit": 11, "images/validate": 12, "images/test": 12}
