@@ -107,6 +107,18 @@ def test_png_named_jpg_is_called_a_png(data_copy: Path) -> None:
     assert caught.value.path == image
 
 
+def test_camera_mpo_file_is_a_jpeg(data_copy: Path) -> None:
+    image = first_image(data_copy)
+    with Image.open(image) as original:
+        frames = [original.copy(), original.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(image, format="MPO", save_all=True, append_images=frames[1:])
+    with Image.open(image) as opened:
+        assert opened.format == "MPO"
+    for verify in ("header", "full"):
+        index = VOCIndex(data_copy, "trainval", verify_images=verify)
+        assert index[0].image_path == image
+
+
 def test_16_bit_png_is_scaled_by_bit_depth_not_clipped(data_copy: Path, tmp_path: Path) -> None:
     grey16 = np.array([[0, 255, 256, 32768, 65535]], dtype=np.uint16)
     png = tmp_path / "grey16.png"
