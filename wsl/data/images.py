@@ -25,6 +25,7 @@ from wsl.data.bad_input import DataError
 
 VERIFY_IMAGE_CHOICES = ("header", "full", "none")
 _JPEG_END = b"\xff\xd9"
+_JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera's JPEG with extra pictures appended
 # Integer modes PIL gives 16-bit images; ``convert("RGB")`` would clip them to 255.
 _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -112,7 +113,7 @@ def check_image(path: Path, width: int, height: int, verify: str) -> None:
             size, real_format = image.size, image.format
     except Exception as error:  # PIL raises many types for corrupt files
         raise DataError(path, f"not a readable image ({error})") from None
-    if real_format != "JPEG":
+    if real_format not in _JPEG_FORMATS:
         raise DataError(
             path, f"is a {real_format} image, not a JPEG: convert it to JPEG (VOC images are JPEGs)"
         )
