@@ -101,8 +101,8 @@ def check_image(path: Path, width: int, height: int, verify: str) -> None:
 
     ``verify``: ``none`` checks nothing; ``header`` opens the file (its real format must
     be JPEG), compares the size, looks for the end-of-image marker and decodes the
-    compressed data strictly at 1/8 scale; ``full`` also decodes it strictly at full
-    size and once more with PIL, exactly as training reads it.
+    compressed data strictly at 1/8 scale; ``full`` decodes it strictly at full size
+    instead, and once more with PIL, exactly as training reads it.
     """
     if verify == "none":
         return
