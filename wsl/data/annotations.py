@@ -6,6 +6,8 @@ convention of ``shared/DESIGN.md``: float ``x1, y1, x2, y2``, 0-based inclusive 
 
 from __future__ import annotations
 
+import logging
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from wsl.data.bad_input import DataError
+
+log = logging.getLogger(__name__)
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -70,19 +74,33 @@ def _text(node: ET.Element, tag: str, path: Path, default: str | None = None) ->
     return child.text.strip()
 
 
-def _int(node: ET.Element, tag: str, path: Path, default: str | None = None) -> int:
+def _number(node: ET.Element, tag: str, path: Path, default: str | None = None) -> float:
     value = _text(node, tag, path, default)
     try:
-        return int(float(value))
+        number = float(value)
     except ValueError:
         raise DataError(path, f"<{tag}> is not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise DataError(path, f"<{tag}> is not a finite number: {value!r}")
+    return number
+
+
+def _int(node: ET.Element, tag: str, path: Path, default: str | None = None) -> int:
+    number = _number(node, tag, path, default)
+    if not number.is_integer():
+        raise DataError(path, f"<{tag}> is not a whole number: {number:g}")
+    return int(number)
 
 
 def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
     """Parse one VOC XML file, checking sizes, class names and box geometry.
 
     Raises :class:`DataError` naming ``path`` for a missing or unreadable file, a missing
-    ``<size>``, a class not in ``classes`` and a box that is empty or outside the image.
+    ``<size>``, a ``<filename>`` other than ``<id>.jpg`` (the image of id X is always
+    ``JPEGImages/X.jpg``, as in the VOC devkit), a class not in ``classes``, a coordinate
+    that is not a finite number and a box that is empty or outside the image. Box
+    coordinates that are not whole numbers are kept as they are (boxes are float) and
+    logged once per file.
     """
     path = Path(path)
     try:
@@ -91,6 +109,14 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
         raise DataError(path, "annotation file does not exist") from None
     except ET.ParseError as error:
         raise DataError(path, f"not valid XML ({error})") from None
+    image_id = path.stem
+    filename = _text(root, "filename", path, f"{image_id}.jpg")
+    if filename != f"{image_id}.jpg":
+        raise DataError(
+            path,
+            f"<filename> is {filename!r} but this annotation is of id {image_id!r}, whose "
+            f"image is JPEGImages/{image_id}.jpg: fix <filename> or remove it",
+        )
     size = root.find("size")
     if size is None:
         raise DataError(path, "missing <size> (width, height, depth of the image)")
@@ -98,6 +124,7 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
     if width <= 0 or height <= 0:
         raise DataError(path, f"image size {width}x{height} is not positive")
     objects = []
+    fractional = []
     for node in root.findall("object"):
         name = _text(node, "name", path)
         if name not in classes:
@@ -105,25 +132,33 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
         bndbox = node.find("bndbox")
         if bndbox is None:
             raise DataError(path, f"object {name!r} has no <bndbox>")
-        x1, y1, x2, y2 = (_int(bndbox, t, path) - 1 for t in ("xmin", "ymin", "xmax", "ymax"))
+        corners = {t: _number(bndbox, t, path) for t in ("xmin", "ymin", "xmax", "ymax")}
+        fractional += [f"{t}={c:g}" for t, c in corners.items() if not c.is_integer()]
+        x1, y1, x2, y2 = (c - 1 for c in corners.values())
         if not (0 <= x1 <= x2 <= width - 1 and 0 <= y1 <= y2 <= height - 1):
             raise DataError(
                 path,
-                f"box of {name!r} (1-based xmin={x1 + 1} ymin={y1 + 1} xmax={x2 + 1} "
-                f"ymax={y2 + 1}) is empty or outside the {width}x{height} image",
+                f"box of {name!r} (1-based xmin={x1 + 1:g} ymin={y1 + 1:g} xmax={x2 + 1:g} "
+                f"ymax={y2 + 1:g}) is empty or outside the {width}x{height} image",
             )
         objects.append(
             VOCObject(
                 name=name,
-                box=(float(x1), float(y1), float(x2), float(y2)),
+                box=(x1, y1, x2, y2),
                 difficult=_int(node, "difficult", path, "0") == 1,
                 truncated=_int(node, "truncated", path, "0") == 1,
                 pose=_text(node, "pose", path, "Unspecified"),
             )
         )
+    if fractional:
+        log.warning(
+            "%s: box coordinates that are not whole pixels (%s); kept as they are",
+            path,
+            ", ".join(fractional),
+        )
     return VOCAnnotation(
-        image_id=path.stem,
-        filename=_text(root, "filename", path, f"{path.stem}.jpg"),
+        image_id=image_id,
+        filename=filename,
         width=width,
         height=height,
         depth=_int(size, "depth", path, "3"),
@@ -133,12 +168,32 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
 
 
 def read_image_set(voc_dir: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/<split>.txt``, in file order."""
+    """Image ids listed in ``ImageSets/Main/<split>.txt``, in file order.
+
+    A byte-order mark is dropped; an id with any other non-printable character, or listed
+    twice, is a :class:`DataError` naming the file, the line and the id.
+    """
     path = Path(voc_dir) / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)
         raise DataError(path, f"image set {split!r} not found (available: {available})")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text ({error})") from None
+    ids, first_line, duplicates = [], {}, []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        if not image_id.isprintable():
+            raise DataError(path, f"line {number}: id {image_id!r} has a non-printable character")
+        if image_id in first_line:
+            duplicates.append(f"{image_id} (lines {first_line[image_id]} and {number})")
+        first_line.setdefault(image_id, number)
+        ids.append(image_id)
+    if duplicates:
+        raise DataError(path, f"ids listed more than once: {', '.join(duplicates)}")
     if not ids:
         raise DataError(path, "image set is empty")
     return ids
@@ -149,7 +204,8 @@ def read_class_list(voc_dir: str | Path) -> tuple[str, ...]:
     path = Path(voc_dir) / "classes.txt"
     if not path.is_file():
         return VOC_CLASSES
-    classes = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    classes = tuple(line.strip() for line in lines if line.strip())
     if not classes or len(set(classes)) != len(classes):
         raise DataError(path, "class list is empty or has duplicate names")
     return classes

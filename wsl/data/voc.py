@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
 
 from wsl.data.annotations import VOCAnnotation, parse_voc_xml, read_class_list, read_image_set
 from wsl.data.bad_input import BadInputPolicy, DataError
+from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
+from wsl.data.images import read_rgb as read_rgb  # re-exported: predict, callbacks, inspect
 from wsl.data.labels import image_labels
 from wsl.data.proposals import ProposalFilter, Proposals
 
 log = logging.getLogger(__name__)
-
-VERIFY_IMAGE_CHOICES = ("header", "full", "none")
-_JPEG_END = b"\xff\xd9"
 
 
 class ProposalProvider(Protocol):
@@ -61,41 +59,6 @@ def voc2007_dir(root: str | Path) -> Path:
     return voc_dir
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """Decode an image file to RGB, or raise :class:`DataError` naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except Exception as error:  # PIL raises many types for corrupt files
-        raise DataError(path, f"cannot decode image ({error})") from None
-
-
-def check_image(path: Path, annotation: VOCAnnotation, verify: str) -> None:
-    """Check that an image exists, opens, matches its XML size and is not truncated."""
-    if verify == "none":
-        return
-    if not path.is_file():
-        raise DataError(path, "image file does not exist")
-    try:
-        with Image.open(path) as image:
-            size = image.size
-            if verify == "full":
-                image.load()
-    except Exception as error:  # PIL raises many types for corrupt files
-        raise DataError(path, f"not a readable image ({error})") from None
-    if size != (annotation.width, annotation.height):
-        raise DataError(
-            path,
-            f"image is {size[0]}x{size[1]} but its annotation says "
-            f"{annotation.width}x{annotation.height}",
-        )
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        with path.open("rb") as file:
-            file.seek(-2, 2)
-            if file.read(2) != _JPEG_END:
-                raise DataError(path, "JPEG is truncated (no end-of-image marker)")
-
-
 class VOCIndex:
     """All usable images of one split of a ``VOCdevkit/VOC2007`` folder.
 
@@ -108,7 +71,7 @@ class VOCIndex:
         proposals: where proposals come from, or ``None`` for image-level data only.
         proposal_filter: min size, duplicates and top-k applied to every image's proposals.
         on_error: ``raise`` a :class:`DataError`, or ``skip`` the image (logged, counted).
-        verify_images: ``header`` (open, size, JPEG end marker), ``full`` (decode) or ``none``.
+        verify_images: ``header``, ``full`` or ``none`` (see :func:`~wsl.data.images.check_image`).
     """
 
     def __init__(
@@ -160,8 +123,8 @@ class VOCIndex:
             xml_path = self.voc_dir / "Annotations" / f"{image_id}.xml"
             try:
                 annotation = parse_voc_xml(xml_path, self.classes)
-                image_path = self.voc_dir / "JPEGImages" / annotation.filename
-                check_image(image_path, annotation, verify_images)
+                image_path = self.voc_dir / "JPEGImages" / f"{image_id}.jpg"
+                check_image(image_path, annotation.width, annotation.height, verify_images)
             except DataError as error:
                 self.policy.report(error)
                 continue

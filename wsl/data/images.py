@@ -1,0 +1,129 @@
+"""Image files: decode to 8-bit RGB, and check a VOC image at setup (strictly for JPEGs).
+
+PIL decodes for training (:func:`read_rgb`), but libjpeg inside PIL swallows its
+warnings, so a truncated JPEG with an end-of-image marker appended, or one whose scan
+data were overwritten, decodes to half garbage without a word. :func:`check_image`
+therefore also decodes each JPEG with OpenCV (the same libjpeg family) and treats any
+message libjpeg prints while decoding as an error: libjpeg reports these damages only as
+warnings on ``stderr`` ("Corrupt JPEG data: premature end of data segment", "... N
+extraneous bytes before marker"), so ``stderr`` is captured around the decode.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from wsl.data.bad_input import DataError
+
+VERIFY_IMAGE_CHOICES = ("header", "full", "none")
+_JPEG_END = b"\xff\xd9"
+_JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera's JPEG with extra pictures appended
+# Integer modes PIL gives 16-bit images; ``convert("RGB")`` would clip them to 255.
+_WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
+    """16-bit greyscale to 8-bit by bit depth (``value >> 8``, as torchvision's ``to_dtype``)."""
+    if image.mode == "F":
+        raise DataError(path, "32-bit float image: convert it to an 8-bit image")
+    if image.mode not in _WIDE_INTEGER_MODES:
+        return image
+    values = np.asarray(image)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise DataError(
+            path,
+            f"32-bit integer image with values {values.min()}..{values.max()}: its bit depth "
+            "is unknown; convert it to an 8-bit image",
+        )
+    return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8))
+
+
+def read_rgb(path: Path) -> Image.Image:
+    """Decode an image file to 8-bit RGB, or raise :class:`DataError` naming it.
+
+    16-bit images (PNG/TIFF modes ``I;16``, ``I``) are scaled by their bit depth, not
+    clipped (PIL's own ``convert("RGB")`` turns them all white).
+    """
+    try:
+        with Image.open(path) as image:
+            return _to_8bit(image, path).convert("RGB")
+    except DataError:
+        raise
+    except Exception as error:  # PIL raises many types for corrupt files
+        raise DataError(path, f"cannot decode image ({error})") from None
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what C code writes to file descriptor 2 inside the block.
+
+    A pipe holds it (64 KiB at least; libjpeg prints one line, its first warning).
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield lines
+    finally:
+        os.dup2(saved, 2)  # closes the pipe's last write end: the read below ends
+        os.close(saved)
+        with os.fdopen(read_end, "rb") as pipe:
+            lines.extend(pipe.read().decode(errors="replace").strip().splitlines())
+
+
+def decode_jpeg_strictly(path: Path, data: bytes, full_size: bool) -> None:
+    """Decode JPEG ``data`` with libjpeg (OpenCV); any decoder warning is a :class:`DataError`.
+
+    Without ``full_size`` the image is decoded in grey at 1/8 scale: libjpeg still
+    entropy-decodes every block (where damage shows), but skips most of the rest.
+    """
+    flag = cv2.IMREAD_COLOR if full_size else cv2.IMREAD_REDUCED_GRAYSCALE_8
+    with _captured_stderr() as messages:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if messages or decoded is None:
+        why = messages[0] if messages else "libjpeg cannot decode it"
+        raise DataError(path, f"JPEG is corrupt: {why}")
+
+
+def check_image(path: Path, width: int, height: int, verify: str) -> None:
+    """Check that an image exists, is a JPEG of ``width x height`` and decodes cleanly.
+
+    ``verify``: ``none`` checks nothing; ``header`` opens the file (its real format must
+    be JPEG), compares the size, looks for the end-of-image marker and decodes the
+    compressed data strictly at 1/8 scale; ``full`` decodes it strictly at full size
+    instead, and once more with PIL, exactly as training reads it.
+    """
+    if verify == "none":
+        return
+    if not path.is_file():
+        raise DataError(path, "image file does not exist")
+    try:
+        with Image.open(path) as image:
+            size, real_format = image.size, image.format
+    except Exception as error:  # PIL raises many types for corrupt files
+        raise DataError(path, f"not a readable image ({error})") from None
+    if real_format not in _JPEG_FORMATS:
+        raise DataError(
+            path, f"is a {real_format} image, not a JPEG: convert it to JPEG (VOC images are JPEGs)"
+        )
+    if size != (width, height):
+        raise DataError(
+            path, f"image is {size[0]}x{size[1]} but its annotation says {width}x{height}"
+        )
+    data = path.read_bytes()
+    if not data.endswith(_JPEG_END):
+        raise DataError(path, "JPEG is truncated (no end-of-image marker)")
+    decode_jpeg_strictly(path, data, full_size=verify == "full")
+    if verify == "full":
+        read_rgb(path)
