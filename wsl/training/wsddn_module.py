@@ -300,7 +300,8 @@ class WSDDNModule(pl.LightningModule):
         # Keys set to null are left out, so a config can switch optimizer by merging (the demo's
         # Adam sets SGD's momentum to null).
         settings = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
-        optimizer = hydra.utils.instantiate(settings, params=self._parameter_groups())
+        # _partial_: Hydra would turn the parameter groups (dicts) into configs
+        optimizer = hydra.utils.instantiate(settings, _partial_=True)(self._parameter_groups())
         if not self.hparams.scheduler:
             return optimizer
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer)
