@@ -199,11 +199,11 @@ def test_bf16_region_scores_are_float32_and_close_to_fp32() -> None:
     assert half.features.dtype == torch.bfloat16  # the backbone and fc6/fc7 ran in bf16 ...
     for name in ("classification", "detection", "region_scores", "image_scores"):
         assert getattr(half, name).dtype == torch.float32, name  # ... the heads did not
-    # Stated tolerance: region scores within 2 % of their fp32 values, relative to the
-    # largest score of the image and class (the bf16 error of fc7 features, ~3 digits).
+    # Stated tolerance: 0.1 % of the largest region score, and image scores within 0.1 %.
+    # Measured: 0.006 % and 0.0006 %; with fc8 and the softmaxes in bf16: 0.85 % and 0.75 %.
     scale = full.region_scores.max()
-    assert (half.region_scores - full.region_scores).abs().max() <= 0.02 * scale
-    assert torch.allclose(half.image_scores, full.image_scores, rtol=0.02)
+    assert (half.region_scores - full.region_scores).abs().max() <= 1e-3 * scale
+    assert torch.allclose(half.image_scores, full.image_scores, rtol=1e-3, atol=0)
 
 
 # --- a diverged run: NaN scores are a skipped, counted step, not BCE's error ---
