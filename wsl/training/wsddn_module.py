@@ -165,7 +165,7 @@ class WSDDNModule(pl.LightningModule):
         return per_image * num_images
 
     def _detection_evaluator(self) -> VOCDetectionEvaluator:
-        return VOCDetectionEvaluator(self.class_names, use_07_metric=True)
+        return VOCDetectionEvaluator(self.class_names)  # VOC07 11-point; all-point beside it
 
     def on_validation_epoch_start(self) -> None:
         self.val_evaluator = self._detection_evaluator() if self.hparams.val_detection else None
