@@ -206,7 +206,7 @@ def test_training_step_under_bf16_autocast_gives_a_float32_loss(
     with torch.autocast("cpu", dtype=torch.bfloat16):
         output: WSDDNOutput = module._forward_batch(batch)
         loss = module.training_step(batch, 0)
-    assert output.image_scores.dtype == torch.bfloat16  # autocast is on ...
+    assert output.features.dtype == torch.bfloat16  # autocast is on (heads: float32) ...
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())  # ... not for the loss
     assert loss.item() == pytest.approx(full.item(), rel=0.05)
     loss.backward()

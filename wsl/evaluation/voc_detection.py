@@ -182,7 +182,9 @@ class VOCDetectionEvaluator(DetectionEvaluator):
 
     def evaluate(self) -> dict[str, Any]:
         """``{"mAP": float, "ap_per_class": {name: AP}, "curves": {name: ClassAP}}`` (same on
-        every rank); AP is NaN for a class without non-difficult GT."""
+        every rank), and the same mean and per-class APs by VOC2010's all-point rule from the
+        same curves (``"mAP_allpoint"``, ``"ap_per_class_allpoint"``; WSDDN's code reports
+        those); AP is NaN for a class without non-difficult GT."""
         detections, ground_truths = self._gathered_detections()
         per_class = voc_detection_ap(
             detections,
@@ -192,10 +194,16 @@ class VOCDetectionEvaluator(DetectionEvaluator):
             self.use_07_metric,
         )
         curves = dict(zip(self.class_names, per_class, strict=True))
+        all_point = {
+            name: r.ap if math.isnan(r.ap) else voc_ap(r.recall, r.precision, use_07_metric=False)
+            for name, r in curves.items()
+        }
         return {
             "mAP": defined_mean([r.ap for r in per_class]),
             "ap_per_class": {name: r.ap for name, r in curves.items()},
             "curves": curves,
+            "mAP_allpoint": defined_mean(list(all_point.values())),
+            "ap_per_class_allpoint": all_point,
         }
 
 

@@ -16,19 +16,30 @@ regions is computed per image (segment-wise), so images of a batch never share i
 Feature-map geometry: both backbones have stride 16 (AlexNet: conv1 4, pool1 2, pool2 2; VGG16:
 four pools of 2). AlexNet's map side is floor-rounded (512 px → 31 cells, not 32) and its cell
 ``m`` is centred on pixel ``16 m + 15`` (VGG16: ``16 m + 7.5``); like Fast R-CNN, the ROI pooling
-maps boxes with ``spatial_scale = 1/16`` and ignores this offset (the MatConvNet code corrects it
-with receptive-field offsets). ``roi_op``:
+maps boxes with ``spatial_scale = 1/16`` and ignores this offset (unless ``roi_offsets``).
+``roi_op``:
 
 - ``"pool"``: ``torchvision.ops.roi_pool`` (max), Fast R-CNN's rounding: ``round(x / 16)`` for both
   ends and a width of ``end - start + 1`` cells, i.e. inclusive boxes, passed as they are;
 - ``"align"``: ``torchvision.ops.roi_align`` (bilinear average) with ``aligned=True``, which reads
   continuous coordinates (pixel ``i`` spans ``[i, i + 1)``), so inclusive boxes are passed as
   ``x1, y1, x2 + 1, y2 + 1``.
+
+``roi_offsets`` (with ``"pool"``): boxes map to feature cells as the released code's ``getBatch``
+(``wsddn_train.m``, ``wsddn_test.m``) maps them, with the receptive-field centre ``c`` of cell 0
+and a shrink ``o1 = 9.5`` pixels: first cell ``floor((x1 - c + o1) / 16 + 0.5)``, last cell
+``ceil((x2 - c - o1) / 16 - 0.5)`` (0-based pixels, cells and ``c``; the code writes the same in
+1-based ones with ``o0 = c + 1``), then max-pooled by MatConvNet's ``ROIPooling``
+(``transform = 1``), which bins cells exactly as ``roi_pool`` at ``spatial_scale = 1``. The
+code's ``o0`` is 18 for VGG-F and 8.5 for VGG16; here ``c`` is computed from the backbone's
+layers (:func:`receptive_field_centre`): 15 for torchvision's AlexNet (``o0 = 16``: its conv1 is
+padded by 2, VGG-F's is not) and 7.5 for VGG16 (``o0 = 8.5``, the code's value).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +50,7 @@ from wsl.models.backbones import build_backbone
 
 ROI_OPS = ("pool", "align")
 EPS = 1e-6  # image scores are clamped into [EPS, 1 - EPS], so BCE's logs stay finite
+ROI_SHRINK = 9.5  # pixels each box end moves inwards before mapping to cells (wsddn_train.m: o1)
 
 
 class WSDDNOutput(NamedTuple):
@@ -63,8 +75,15 @@ class WSDDN(nn.Module):
     region are multiplied by ``1 + proposal_score_gain * score`` before fc6 (``BiasSamples.m``,
     gain 10), so that objectness favours a region from the start; ``forward`` then needs
     ``proposal_scores``, which are otherwise ignored.
-    ``detection_temperature``: the region softmax reads ``logits / T``; the paper's softmax is
-    ``T = 1``, the released code uses 2 (``softmaxTempDet``), a flatter distribution over regions.
+    ``detection_temperature``: the region softmax reads ``logits / T``, as ``SoftMax2.m`` divides
+    its input by ``temp``; the paper's softmax is ``T = 1``, the released code uses 2 for the
+    region softmax (``softmaxTempDet`` in ``wsddn_init.m``) and 1 for the class softmax
+    (``softmaxTempCls``), a flatter distribution over regions.
+    ``roi_offsets``: map boxes to feature cells with the receptive-field offsets of the released
+    code (see the module docstring; needs ``roi_op="pool"``).
+
+    Under autocast (bf16), ``fc8c``, ``fc8d`` and both softmaxes run in float32: the region
+    scores are products of two softmaxes, far below bf16's resolution near 1.
     """
 
     def __init__(
@@ -78,16 +97,23 @@ class WSDDN(nn.Module):
         use_proposal_scores: bool = False,
         proposal_score_gain: float = 10.0,
         detection_temperature: float = 1.0,
+        roi_offsets: bool = False,
     ) -> None:
         super().__init__()
         if roi_op not in ROI_OPS:
             raise ValueError(f"unknown roi_op {roi_op!r}; choose one of {ROI_OPS}")
+        if roi_offsets and roi_op != "pool":
+            raise ValueError(
+                f"model.net.roi_offsets=true maps boxes to whole cells for max pooling, as the "
+                f"released code; it needs roi_op='pool', got roi_op={roi_op!r}"
+            )
         if detection_temperature <= 0:
             raise ValueError(f"detection_temperature must be positive, got {detection_temperature}")
         parts = build_backbone(backbone, weights)
         self.features = parts.features  # conv1 ... conv5 + ReLU, stride 16
         self.features[0].requires_grad_(not freeze_conv1)
         self.roi_op, self.roi_size, self.stride = roi_op, parts.roi_size, parts.stride
+        self.roi_centre = receptive_field_centre(self.features) if roi_offsets else None
         self.use_proposal_scores = use_proposal_scores
         self.proposal_score_gain = proposal_score_gain
         self.detection_temperature = detection_temperature
@@ -113,20 +139,30 @@ class WSDDN(nn.Module):
         region_image = torch.arange(num_images, device=device)
         region_image = region_image.repeat_interleave(counts, output_size=len(boxes))  # no sync
         x = self.features(images)
-        x = pool_regions(x, boxes, region_image, self.roi_size, self.stride, self.roi_op)
+        x = pool_regions(
+            x, boxes, region_image, self.roi_size, self.stride, self.roi_op, self.roi_centre
+        )
         if self.use_proposal_scores:
             assert proposal_scores is not None  # checked above
             scores = torch.cat(proposal_scores).to(x)
             x = x * (1 + self.proposal_score_gain * scores)[:, None, None, None]
         x = self.dropout(F.relu(self.fc6(x.flatten(1))))
         x = self.dropout(F.relu(self.fc7(x)))
-        classification = self.fc8c(x).softmax(dim=1)
-        detection_logits = self.fc8d(x) / self.detection_temperature
-        detection = softmax_per_image(detection_logits, region_image, num_images)
-        region_scores = classification * detection
+        with _float32(images.device.type):
+            classification = self.fc8c(x.float()).softmax(dim=1)
+            detection_logits = self.fc8d(x.float()) / self.detection_temperature
+            detection = softmax_per_image(detection_logits, region_image, num_images)
+            region_scores = classification * detection
         image_scores = region_scores.new_zeros(num_images, region_scores.shape[1])
         image_scores = image_scores.index_add(0, region_image, region_scores).clamp(EPS, 1 - EPS)
         return WSDDNOutput(image_scores, region_scores, region_image, classification, detection, x)
+
+
+def _float32(device_type: str) -> AbstractContextManager[Any]:
+    """A block outside autocast, where the device has autocast (the meta device has none)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return nullcontext()
 
 
 def pool_regions(
@@ -136,12 +172,23 @@ def pool_regions(
     output_size: int,
     stride: int,
     op: str = "pool",
+    centre: float | None = None,
 ) -> Tensor:
     """ROI-pools inclusive pixel ``boxes`` (R, 4) from ``feature_maps[region_image]``: (R, D, s, s).
 
     One ``roi_pool``/``roi_align`` call for the batch, with rows ``[image index, box]``; see the
-    module docstring for the coordinates each op reads.
+    module docstring for the coordinates each op reads. ``centre``: the receptive-field centre
+    of cell 0 in pixels (0-based); when given, boxes become cells with the released code's
+    offsets (``"pool"`` only).
     """
+    if centre is not None:
+        if op != "pool":
+            raise ValueError(f"receptive-field offsets need op='pool', got {op!r}")
+        start = ((boxes[:, :2] - centre + ROI_SHRINK) / stride + 0.5).floor()
+        end = ((boxes[:, 2:] - centre - ROI_SHRINK) / stride - 0.5).ceil()
+        cells = torch.cat([start, end], dim=1)
+        rois = torch.cat([region_image[:, None].to(boxes), cells], dim=1)
+        return roi_pool(feature_maps, rois, output_size, spatial_scale=1.0)
     if op == "align":
         boxes = boxes + boxes.new_tensor([0, 0, 1, 1])  # inclusive ends -> continuous ends
     rois = torch.cat([region_image[:, None].to(boxes), boxes], dim=1)
@@ -150,6 +197,25 @@ def pool_regions(
     if op == "align":
         return roi_align(feature_maps, rois, output_size, spatial_scale=1 / stride, aligned=True)
     raise ValueError(f"unknown roi op {op!r}; choose one of {ROI_OPS}")
+
+
+def receptive_field_centre(features: nn.Module) -> float:
+    """Pixel (0-based) on which cell 0 of ``features``' output map is centred.
+
+    Over the convolutions and max-pools in module order: ``centre += jump * ((k - 1) d / 2 - p)``
+    and ``jump *= s`` (kernel ``k``, dilation ``d``, padding ``p``, stride ``s``). Torchvision's
+    AlexNet: 15 (MatConvNet's 1-based ``o0`` = 16); VGG16: 7.5 (``o0`` = 8.5, as the code).
+    """
+    centre, jump = 0.0, 1
+    for layer in features.modules():
+        if isinstance(layer, nn.Conv2d | nn.MaxPool2d):
+            k, s, p, d = (
+                v if isinstance(v, int) else v[0]
+                for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+            )
+            centre += jump * ((k - 1) * d / 2 - p)
+            jump *= s
+    return centre
 
 
 def softmax_per_image(logits: Tensor, region_image: Tensor, num_images: int) -> Tensor:
@@ -169,10 +235,19 @@ def softmax_per_image(logits: Tensor, region_image: Tensor, num_images: int) -> 
 def wsddn_loss(image_scores: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
     """BCE of image scores (N, C) in (0, 1) against 0/1 ``labels`` (N, C), mean over N * C.
 
-    ``weights`` (C,) weighs each class's terms. The MatConvNet code sums over classes (its batch
-    is one image), i.e. C times this mean: scale the learning rate accordingly.
+    ``weights`` (C,) or (N, C) weighs each term; weight 0 leaves a term out, as a label 0
+    ("difficult only" in the VOC image sets) is left out by MatConvNet's ``vl_nnloss``. The
+    MatConvNet code sums over classes (its batch is one image), i.e. C times this mean: scale
+    the learning rate accordingly.
+
+    A non-finite score (a diverged network) gives a NaN loss, for the caller to skip, instead of
+    the error ``F.binary_cross_entropy`` raises on it (a device-side assert on CUDA): BCE reads
+    such a score as 0.5.
     """
-    return F.binary_cross_entropy(image_scores, labels.to(image_scores), weight=weights)
+    finite = image_scores.isfinite()
+    safe = image_scores.where(finite, 0.5)
+    loss = F.binary_cross_entropy(safe, labels.to(image_scores), weight=weights)
+    return loss.where(finite.all(), torch.nan)
 
 
 def spatial_regulariser(
@@ -192,10 +267,18 @@ def spatial_regulariser(
     ``t`` (+1 pixel convention) exceeds ``iou_threshold`` adds ``0.5 s_rc^2 ||f_r - f_t||^2``,
     where ``s_rc`` is region ``r``'s own score for ``c`` (as the released code weighs it, not by
     the top region's score) and ``f`` are the ``features`` (fc7 after ReLU and dropout). Scores
-    are constants, as in the code (no gradient reaches them); the gradient is autograd's, i.e.
-    ``s_rc^2 (f_r - f_t)``, where the code's hand-written backward uses ``s_rc (f_r - f_t)``. The
-    sum over classes and regions is averaged over the N images, so a batch of one image (the
-    code's) gives the code's value. The code weighs this loss by 1e-4 (``wsddn_train.m``).
+    are constants, as in the code (no gradient reaches them). The sum over classes and regions
+    is averaged over the N images, so a batch of one image (the code's) gives the code's value.
+    The code weighs this loss by 1e-4 (``wsddn_train.m``).
+
+    The gradient is the code's, not the value's: ``backward`` of ``LossTopBoxSmoothProb.m``
+    gives region ``r`` the gradient ``s_rc (f_r - f_t)`` and the top region ``t`` minus their
+    sum, the exact gradient of ``0.5 s_rc ||f_r - f_t||^2`` (score to the power 1), while its
+    ``forward`` reports the value with ``s_rc^2``. The value is only displayed; the gradient is
+    what trains the network, so the returned tensor carries the code's value and the code's
+    gradient (``value + surrogate - surrogate.detach()``). One departure: where a region serves
+    two positive classes of an image, the code's backward keeps the last class's gradient
+    (assignment), here the classes' gradients add up.
 
     ``features`` (R, D), ``region_scores`` (R, C), ``boxes`` (R, 4) and ``region_image`` (R,) are
     concatenated over images in image order, as ``WSDDN.forward`` gives them; ``labels`` (N, C).
@@ -220,7 +303,9 @@ def spatial_regulariser(
     pair, rank = near.nonzero(as_tuple=True)
     weight = ranked_scores[:, 1:][pair, rank]
     distance = (features[others[pair, rank]] - features[top[pair, 0]]).pow(2).sum(dim=1)
-    return (0.5 * weight.pow(2) * distance).sum() / num_images
+    value = (0.5 * weight.pow(2) * distance.detach()).sum()
+    surrogate = (0.5 * weight * distance).sum()  # its gradient is the code's backward
+    return (value + surrogate - surrogate.detach()) / num_images
 
 
 def _iou(a: Tensor, b: Tensor) -> Tensor:

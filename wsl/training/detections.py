@@ -5,6 +5,10 @@
 independently, candidates scoring ``<= score_threshold`` are dropped, then non-maximum
 suppression drops a box whose IoU with a higher-scoring box of its class is ``> nms_iou`` (0.4
 in the paper), then the ``top_k`` best of the image (all classes together) are kept.
+``wsddn_test.m`` (the released code) keeps a score ``> 1e-3`` where the score is the region's
+score *summed* over its 10 test views (5 scales x 2 flips), NMS 0.4, and no cap per image:
+``score_threshold_on="sum"`` compares the threshold with that sum (the average times the number
+of views), ``top_k=None`` keeps every box.
 torchvision's ``batched_nms`` computes IoU on continuous boxes, so the inclusive boxes are
 passed as ``x1, y1, x2 + 1, y2 + 1``: the VOC devkit's +1 pixel convention.
 
@@ -36,6 +40,7 @@ from torchvision.ops import batched_nms
 from wsl.data.transforms import boxes_to_original, inclusive_to_continuous
 
 Size = tuple[int, int]  # (height, width)
+SCORE_THRESHOLD_ON = ("mean", "sum")  # what the score threshold compares, over the test views
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class DetectionConfig:
 
     ``score_threshold``: a (region, class) score must be above it (0 keeps every positive
     score: WSDDN scores are products of two softmaxes, often far below 1e-3).
+    ``score_threshold_on``: ``"mean"`` compares it with the score averaged over the test views,
+    ``"sum"`` with the score summed over them (``wsddn_test.m``).
     ``nms_iou``: per-class NMS suppresses IoU above this. ``top_k``: detections kept per image
     (``None``: all).
     """
@@ -51,19 +58,29 @@ class DetectionConfig:
     score_threshold: float = 0.0
     nms_iou: float = 0.4
     top_k: int | None = 100
+    score_threshold_on: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.score_threshold_on not in SCORE_THRESHOLD_ON:
+            raise ValueError(
+                f"model.inference.score_threshold_on={self.score_threshold_on!r} is not valid; "
+                f"choose one of {SCORE_THRESHOLD_ON}"
+            )
 
 
 def region_detections(
-    boxes: Tensor, region_scores: Tensor, config: DetectionConfig
+    boxes: Tensor, region_scores: Tensor, config: DetectionConfig, num_views: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Detections of one image from its regions' ``boxes`` (K, 4) and ``region_scores`` (K, C).
+    """Detections of one image from its regions' ``boxes`` (K, 4) and ``region_scores`` (K, C),
+    the scores averaged over ``num_views`` test views.
 
     Returns ``(boxes (D, 4), scores (D,), classes (D,) int64)``, best first; boxes are rows of
     ``boxes`` (inclusive pixels, whatever image they refer to).
     """
     num_classes = region_scores.shape[1]
     flat = region_scores.flatten()  # index = region * C + class
-    candidates = (flat > config.score_threshold).nonzero().squeeze(1)
+    compared = flat * num_views if config.score_threshold_on == "sum" else flat
+    candidates = (compared > config.score_threshold).nonzero().squeeze(1)
     regions, classes = candidates // num_classes, candidates % num_classes
     scores, candidate_boxes = flat[candidates], boxes[regions]
     keep = batched_nms(inclusive_to_continuous(candidate_boxes), scores, classes, config.nms_iou)

@@ -11,15 +11,26 @@ batch size. ``train/loss`` logs the per-image value (the objective divided by N)
 **Metrics.** Per epoch: the classification mAP of the image scores (``train/cls_mAP``,
 ``val/cls_mAP``); with ``val_detection``, the VOC detection mAP on the validation split
 (``val/mAP``, from the validation forward pass, without test-time augmentation). The test
-reports the detection mAP (``test/mAP``: VOC07 11-point, or all-point with ``all_point_ap`` as
-WSDDN's own code reports it), the classification mAP and, when the test split is not ``test``
-(e.g. ``trainval``), CorLoc; ``test_results`` also carries every detection, for the devkit
-results files.
+reports the detection mAP (``test/mAP``: VOC07 11-point; with ``all_point_ap`` also
+``test/mAP_allpoint``, VOC2010's all-point AP, which WSDDN's own code reports:
+``wsddnVOCevaldet.m``), the classification mAP and, when the test split is not ``test`` (e.g.
+``trainval``), CorLoc; ``test_results`` also carries every detection, for the devkit results
+files.
 
-**Mixed precision.** Under ``precision=bf16-mixed`` the network runs under autocast (on CUDA,
-autocast runs torchvision's ROI ops, ``softmax`` and ``exp`` in float32, so region scores are
-float32); the BCE and the regulariser are computed outside autocast, in float32 (CUDA autocast
-refuses ``binary_cross_entropy``).
+**Optimizer.** ``bias_weight_decay=false`` puts the biases in a parameter group without weight
+decay, as ``wsddn_init.m`` sets ``weightDecay = 0`` on every bias. The released code gives every
+parameter the same learning rate (its ImageNet models carry no per-layer ``learningRate``, so
+DagNN's default 1 applies; no 2x on biases) and trains conv1 too (``model.net.freeze_conv1``).
+
+**Mixed precision.** Under ``precision=bf16-mixed`` the backbone, fc6 and fc7 run under
+autocast; the heads (fc8c, fc8d) and both softmaxes run in float32 (``WSDDN.forward``), so
+region and image scores are float32; the BCE and the regulariser are computed outside
+autocast, in float32 (CUDA autocast refuses ``binary_cross_entropy``).
+
+**Non-finite losses.** A diverged network gives NaN scores; ``wsddn_loss`` turns them into a
+NaN loss instead of BCE's error, and the step is skipped and counted
+(``train/skipped_steps``, :class:`~wsl.training.nonfinite.NonFiniteLossGuard`) as for the
+Localizer.
 """
 
 from __future__ import annotations
@@ -62,7 +73,10 @@ class WSDDNModule(pl.LightningModule):
         inference: keyword arguments of :class:`~wsl.training.detections.DetectionConfig`.
         tta: keyword arguments of :class:`~wsl.training.detections.TTAConfig`
             (``None``: the batch as it is).
-        all_point_ap: VOC2010 all-point AP instead of VOC07's 11-point interpolation.
+        all_point_ap: also report VOC2010 all-point AP (``mAP_allpoint``) beside VOC07's
+            11-point ``mAP``.
+        bias_weight_decay: apply the optimizer's weight decay to biases too (false: no decay
+            on biases, as ``wsddn_init.m``).
         val_detection: compute the detection mAP of the validation split every epoch.
         max_nonfinite_steps: stop after this many NaN/inf losses in a row (each is skipped).
     """
@@ -79,6 +93,7 @@ class WSDDNModule(pl.LightningModule):
         all_point_ap: bool = False,
         val_detection: bool = True,
         max_nonfinite_steps: int = 10,
+        bias_weight_decay: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -150,7 +165,7 @@ class WSDDNModule(pl.LightningModule):
         return per_image * num_images
 
     def _detection_evaluator(self) -> VOCDetectionEvaluator:
-        return VOCDetectionEvaluator(self.class_names, use_07_metric=not self.hparams.all_point_ap)
+        return VOCDetectionEvaluator(self.class_names)  # VOC07 11-point; all-point beside it
 
     def on_validation_epoch_start(self) -> None:
         self.val_evaluator = self._detection_evaluator() if self.hparams.val_detection else None
@@ -204,17 +219,18 @@ class WSDDNModule(pl.LightningModule):
         return list((totals / len(views)).split([len(p) for p in batch["proposals"]]))
 
     def postprocess(
-        self, batch: dict[str, Any], region_scores: Sequence[Tensor]
+        self, batch: dict[str, Any], region_scores: Sequence[Tensor], num_views: int = 1
     ) -> list[Detections]:
-        """Per image: the proposals in pixels of the image on disk, scored by ``region_scores``,
-        thresholded, NMS-ed and cut to the top k (:attr:`detection_config`)."""
+        """Per image: the proposals in pixels of the image on disk, scored by ``region_scores``
+        (averaged over ``num_views`` views), thresholded, NMS-ed and cut to the top k
+        (:attr:`detection_config`)."""
         detections = []
         for proposals, scores, input_size, original_size in zip(
             batch["proposals"], region_scores, batch["input_size"], batch["original_size"],
             strict=True,
         ):  # fmt: skip
             boxes = boxes_to_original(proposals.to(scores), input_size, original_size)
-            detections.append(region_detections(boxes, scores, self.detection_config))
+            detections.append(region_detections(boxes, scores, self.detection_config, num_views))
         return detections
 
     @torch.no_grad()
@@ -226,7 +242,7 @@ class WSDDNModule(pl.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            return self.postprocess(batch, self.region_scores(batch))
+            return self.postprocess(batch, self.region_scores(batch), len(self.tta.views()))
         finally:
             self.train(was_training)
 
@@ -244,7 +260,7 @@ class WSDDNModule(pl.LightningModule):
         region_scores = self.region_scores(batch)
         image_scores = torch.stack([s.sum(dim=0) for s in region_scores]).clamp(EPS, 1 - EPS)
         self.test_metrics.update(image_scores, batch["labels"], batch["label_weights"])
-        detections = self.postprocess(batch, region_scores)
+        detections = self.postprocess(batch, region_scores, len(self.tta.views()))
         ground_truths = _ground_truths(batch)
         self.test_evaluator.process(batch["image_id"], detections, ground_truths)
         if self.test_corloc is not None:
@@ -263,6 +279,10 @@ class WSDDNModule(pl.LightningModule):
                 zip(self.class_names, classification["ap_per_class"].tolist(), strict=True)
             ),
         }
+        if self.hparams.all_point_ap:
+            self.log("test/mAP_allpoint", detection["mAP_allpoint"])
+            metrics["mAP_allpoint"] = detection["mAP_allpoint"]
+            per_class["AP_allpoint"] = detection["ap_per_class_allpoint"]
         if self.test_corloc is not None:
             corloc = self.test_corloc.evaluate()
             self.log("test/CorLoc", corloc["CorLoc"])
@@ -280,13 +300,23 @@ class WSDDNModule(pl.LightningModule):
         # Keys set to null are left out, so a config can switch optimizer by merging (the demo's
         # Adam sets SGD's momentum to null).
         settings = {k: v for k, v in self.hparams.optimizer.items() if v is not None}
-        optimizer = hydra.utils.instantiate(
-            settings, params=[p for p in self.parameters() if p.requires_grad]
-        )
+        # _partial_: Hydra would turn the parameter groups (dicts) into configs
+        optimizer = hydra.utils.instantiate(settings, _partial_=True)(self._parameter_groups())
         if not self.hparams.scheduler:
             return optimizer
         scheduler = hydra.utils.instantiate(self.hparams.scheduler, optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The trained parameters: one group, or, without ``bias_weight_decay``, the weights
+        and the biases (``weight_decay`` 0), as ``wsddn_init.m``."""
+        trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        if self.hparams.bias_weight_decay:
+            return [{"params": [p for _, p in trained]}]
+        return [
+            {"params": [p for n, p in trained if not n.endswith(".bias")]},
+            {"params": [p for n, p in trained if n.endswith(".bias")], "weight_decay": 0.0},
+        ]
 
 
 def _ground_truths(batch: dict[str, Any]) -> list[tuple[Tensor, Tensor, Tensor]]:
