@@ -2,21 +2,40 @@
 
 ``wsl.train`` logs the composed config when the run starts; the TensorBoard logger keeps it
 (``default_hp_metric: false`` in ``conf/logger/tensorboard.yaml``, so no placeholder
-``hp_metric = -1`` is written). When a test ends, this callback logs those hyperparameters
-again with the test's metrics (``test/mAP``, ...) at the step the test logged them, so the
-HParams tab lists one row per run with its settings and final numbers, and compares runs.
+``hp_metric = -1`` is written). When a test ends, this callback writes the HParams summaries
+of those hyperparameters (flattened with ``/``, as Lightning does) naming the test's metrics
+(``test/mAP``, ...), so the HParams tab lists one row per run with its settings and final
+numbers, read from the ``test/...`` scalars the test already logged.
+
+This follows ``lightning_fabric.loggers.tensorboard.TensorBoardLogger.log_hyperparams``, but
+does not call it with the metrics: it would log every ``test/...`` scalar a second time.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
+from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.tensorboard.summary import hparams
 
 PREFIX = "test/"
 
 
+@rank_zero_only
+def write_hparams(logger: TensorBoardLogger, metrics: dict[str, float]) -> None:
+    """Write the HParams summaries of ``logger.hparams`` naming ``metrics`` (already logged)."""
+    params: dict[str, Any] = _flatten_dict(_convert_params(logger.hparams))
+    writer = logger.experiment
+    for summary in hparams(TensorBoardLogger._sanitize_params(params), metrics):
+        writer.file_writer.add_summary(summary)
+    writer.flush()
+
+
 class HParamsWithTestMetrics(pl.Callback):
-    """On ``on_test_end``, ``log_hyperparams(hparams, test metrics)`` on each TensorBoard logger.
+    """On ``on_test_end``, the HParams summaries with the test metrics on each TensorBoard logger.
 
     The test metrics are the ``test/...`` entries of ``trainer.callback_metrics``; with none
     (a test that logged nothing) nothing is written.
@@ -32,4 +51,4 @@ class HParamsWithTestMetrics(pl.Callback):
             return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(logger.hparams, metrics, step=trainer.global_step)
+                write_hparams(logger, metrics)
