@@ -77,6 +77,7 @@ def test_hparams_hold_the_config_and_the_test_metrics(run: dict[str, Any]) -> No
     # Lightning flattens the config with "/"
     assert start.hparams["model/optimizer/lr"].number_value == pytest.approx(0.01)
     assert start.hparams["data/batch_size"].number_value == 8
+    assert not {key.split("/")[0] for key in start.hparams} & {"callbacks", "logger", "paths"}
     scalars = events.Tags()["scalars"]
     assert "hp_metric" not in scalars
     saved = json.loads((run["out"] / "metrics.json").read_text())["metrics"]
