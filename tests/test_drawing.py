@@ -91,3 +91,20 @@ def test_heatmap_picture_has_a_title_and_a_colour_bar() -> None:
     bar = picture[:, 28 : 28 + 384, 512 + 12 + 8]  # a column through the middle of the bar
     assert bar[:, 2].tolist() == [132, 0, 0]  # jet(1), dark red, at the top
     assert bar[:, -3].tolist() == [0, 0, 132]  # jet(0), dark blue, at the bottom
+
+
+def test_a_label_that_would_cover_another_moves_elsewhere() -> None:
+    image = canvas()
+    boxes = torch.tensor([[100.0, 60, 180, 120], [110.0, 62, 190, 130]])  # tops 2 px apart
+    colours, labels = ["#ffffff", "#ffe119"], ["square", "square 0.00502"]
+
+    def tag_pixels(keep: list[int]) -> int:
+        """Pixels that the labels of boxes ``keep`` turn black (their tags: both colours are
+        light, so the tags are black)."""
+        chosen = [colours[i] for i in keep]
+        drawn = draw_boxes(image, boxes[keep], [labels[i] for i in keep], chosen, 2, 1)
+        bare = draw_boxes(image, boxes[keep], None, chosen, 2, 1)
+        return int((pixels_of(drawn, (0, 0, 0)) & ~pixels_of(bare, (0, 0, 0))).sum())
+
+    alone, both = [tag_pixels([0]), tag_pixels([1])], tag_pixels([0, 1])
+    assert min(alone) > 200 and both >= 0.9 * sum(alone), (alone, both)  # no tag covers another

@@ -65,7 +65,8 @@ def draw_boxes(
     two 1-pixel lines of the contrasting colour (black or white, :func:`contrast_colour`), so
     it shows on any background, an object of its own colour included. Each label sits on a
     filled tag of that contrasting colour, written in the box's colour, just above the box
-    (inside it at the top of the image) and moved left or down to stay inside the image.
+    (else inside its top, below it or inside its bottom: the first place that is inside the
+    image and covers no earlier label), moved left to stay inside the image.
     Colours default to :data:`PALETTE` by box index. Images whose shorter side is below
     ``min_side`` are enlarged by a whole factor (pixels repeated, boxes moved with them) so
     that small images and their labels stay legible.
@@ -86,9 +87,17 @@ def draw_boxes(
         edge = contrast_colour(colour)
         canvas.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=edge, width=width + 2)
         canvas.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+    placed: list[Tag] = []
     for box, colour, label in zip(boxes.round().int().tolist(), colors, labels or [], strict=False):
-        _draw_label(canvas, font, picture.size, box, label, colour)
+        _draw_label(canvas, font, picture.size, box, label, colour, placed)
     return pil_to_tensor(picture)
+
+
+Tag = tuple[int, int, int, int]  # x1, y1, x2, y2 of a label's tag, inclusive pixels
+
+
+def _overlaps(a: Tag, b: Tag) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
 def _draw_label(
@@ -98,16 +107,24 @@ def _draw_label(
     box: Sequence[int],
     label: str,
     colour: str,
+    placed: list[Tag],
 ) -> None:
-    """Write ``label`` in ``colour`` on a tag of the contrasting colour at the box's top left."""
+    """Write ``label`` in ``colour`` on a tag of the contrasting colour at the box's left: the
+    first of above its top, inside its top, below its bottom, inside its bottom that stays in
+    the image and covers no tag in ``placed`` (else the first in the image); add it there."""
     pad = 2
     left, top, right, bottom = canvas.textbbox((0, 0), label, font=font)
     tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
     x = min(max(box[0] - 1, 0), max(size[0] - tag_w, 0))
-    y = box[1] - 1 - tag_h if box[1] - 1 - tag_h >= 0 else max(box[1], 0)
-    y = min(y, max(size[1] - tag_h, 0))
-    canvas.rectangle((x, y, x + tag_w - 1, y + tag_h - 1), fill=contrast_colour(colour))
-    canvas.text((x + pad - left, y + pad - top), label, fill=colour, font=font)
+    rows = [box[1] - 1 - tag_h, box[1], box[3] + 2, box[3] - tag_h + 1]
+    inside = [y for y in rows if 0 <= y <= size[1] - tag_h] or [
+        max(min(rows[1], size[1] - tag_h), 0)
+    ]
+    tags = [(x, y, x + tag_w - 1, y + tag_h - 1) for y in inside]
+    tag = next((t for t in tags if not any(_overlaps(t, other) for other in placed)), tags[0])
+    placed.append(tag)
+    canvas.rectangle(tag, fill=contrast_colour(colour))
+    canvas.text((tag[0] + pad - left, tag[1] + pad - top), label, fill=colour, font=font)
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
