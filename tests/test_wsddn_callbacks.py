@@ -274,12 +274,16 @@ def test_box_pictures_at_train_start_and_end(
 ) -> None:
     out, events = perfect_run["out"], perfect_run["events"]
     ids = picked_ids(generated_root, 2)
-    for step in (0, 5):
-        for image_id in ids:
-            tag = f"boxes/test/step_{step}/{image_id}"
-            [image] = events.Images(tag)
-            assert image.step == step and min(image.width, image.height) >= 384
-            png = out / "pictures" / f"{tag}.png"
+    # one tag per image, its steps on the slider; one file per image and step
+    assert {t for t in events.Tags()["images"] if t.startswith("boxes/")} == {
+        f"boxes/test/{i}" for i in ids
+    }
+    for image_id in ids:
+        images = events.Images(f"boxes/test/{image_id}")
+        assert [image.step for image in images] == [0, 5]
+        for step, image in zip((0, 5), images, strict=True):
+            assert min(image.width, image.height) >= 384
+            png = out / "pictures" / f"boxes/test/step_{step}/{image_id}.png"
             with Image.open(png) as picture:
                 pixels = np.asarray(picture.convert("RGB"))
             assert pixels.shape[:2] == (image.height, image.width)

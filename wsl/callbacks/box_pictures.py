@@ -7,8 +7,9 @@ evaluation's model) and when it ends (the model of the evaluator's final evaluat
 step); :meth:`BoxPictures.draw` draws them at any other time. Each picture is the image on disk
 with its GT boxes (white, labelled with the class) and, for each class present in the image,
 the detector's top-scoring box of that class (class colour, labelled with class and score).
-Pictures go to every logger that shows images, tagged ``boxes/<split>/step_<S>/<image id>``,
-and to ``<output_dir>/<tag>.png``; only rank 0 draws them.
+Pictures go to every logger that shows images, one tag per image, ``boxes/<split>/<image id>``
+(the step on TensorBoard's slider), and to ``<output_dir>/boxes/<split>/step_<S>/<image id>.png``;
+only rank 0 draws them.
 """
 
 from __future__ import annotations
@@ -119,9 +120,10 @@ class BoxPictures(pl.Callback):
                     image_detections,
                     self.dataset.index.classes,
                 )
-                tag = f"boxes/{self.split_name}/step_{step}/{record.image_id}"
+                tag = f"boxes/{self.split_name}/{record.image_id}"
                 log_image(trainer.loggers, tag, picture, step=step)
                 if self.output_dir is not None:
-                    save_png(picture, self.output_dir / f"{tag}.png")
+                    file = f"boxes/{self.split_name}/step_{step}/{record.image_id}.png"
+                    save_png(picture, self.output_dir / file)
                 tags.append(tag)
         return tags

@@ -3,9 +3,12 @@
 During training: a fixed set of training images, at the first and last epoch and every
 ``every_n_epochs``; at the end: random validation images. Each picture is the image on
 disk with one class's heatmap (sigmoid of its score map, resized to the image,
-colour-mapped) blended over it, for each GT class of the image. Pictures go to every
-logger that shows images (TensorBoard, visdom) and to ``<output_dir>/<tag>.png``; only
-rank 0 draws them.
+colour-mapped) blended over it, for each GT class of the image, titled with the image id,
+the class and its image score, with a colour bar. Pictures go to every logger that shows
+images (TensorBoard, visdom), one tag per picture (``heatmaps/train/<image id>/<class>``,
+the step on TensorBoard's slider), and to ``<output_dir>/heatmaps/train/epoch_E/step_S/
+batch_B/<image id>/<class>.png`` (``heatmaps/final/batch_B/...`` at the end), so the files
+keep every epoch's pictures; only rank 0 draws them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
-from wsl.drawing import enlarge, overlay_heatmap, save_png
+from wsl.drawing import enlarge, heatmap_picture, save_png
 from wsl.loggers.images import log_image
 
 
@@ -62,8 +65,9 @@ class HeatmapPictures(pl.Callback):
             return
         datamodule = trainer.datamodule
         dataset = datamodule.dataset(datamodule.splits["fit"])
-        prefix = f"heatmaps/train/epoch_{trainer.current_epoch:03d}/step_{trainer.global_step}"
-        self.draw(trainer, pl_module, dataset, self._pick(dataset, self.num_train_images), prefix)
+        folder = f"heatmaps/train/epoch_{trainer.current_epoch:03d}/step_{trainer.global_step}"
+        indices = self._pick(dataset, self.num_train_images)
+        self.draw(trainer, pl_module, dataset, indices, "heatmaps/train", folder)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not self.num_final_images:
@@ -71,7 +75,7 @@ class HeatmapPictures(pl.Callback):
         datamodule = trainer.datamodule
         dataset = datamodule.dataset(datamodule.splits["validate"])
         indices = self._pick(dataset, self.num_final_images)
-        self.draw(trainer, pl_module, dataset, indices, "heatmaps/final")
+        self.draw(trainer, pl_module, dataset, indices, "heatmaps/final", "heatmaps/final")
 
     @torch.no_grad()
     def draw(
@@ -81,8 +85,10 @@ class HeatmapPictures(pl.Callback):
         dataset: VOCDataset,
         indices: Sequence[int],
         prefix: str,
+        folder: str,
     ) -> list[str]:
-        """Draw the heatmaps of ``dataset[indices]``; return the tags that were logged."""
+        """Draw the heatmaps of ``dataset[indices]``, logged as ``<prefix>/<image id>/<class>``
+        and saved as ``<folder>/batch_<B>/<image id>/<class>.png``; return the tags."""
         was_training = pl_module.training
         pl_module.eval()
         tags = []
@@ -90,21 +96,25 @@ class HeatmapPictures(pl.Callback):
             sample = dataset[i]
             if sample is None:
                 continue
-            image = sample["image"][None].to(pl_module.device)
-            maps = torch.sigmoid(pl_module(image).score_maps[0].float()).cpu()
+            output = pl_module(sample["image"][None].to(pl_module.device))
+            maps = torch.sigmoid(output.score_maps[0].float()).cpu()
+            scores = torch.sigmoid(output.logits[0].float()).cpu()
             record = dataset.index[i]
             picture = pil_to_tensor(read_rgb(record.image_path))
-            where = f"{prefix}/batch_{batch_position}/{record.image_id}"
-            tags.append(self._emit(trainer, f"{where}/image", enlarge(picture, 384)[0]))
+            file = f"{folder}/batch_{batch_position}/{record.image_id}"
+            tag = f"{prefix}/{record.image_id}"
+            self._emit(trainer, f"{tag}/image", f"{file}/image", enlarge(picture, 384)[0])
+            tags.append(f"{tag}/image")
             for c in sorted(set(sample["gt_classes"].tolist())):
                 name = dataset.index.classes[c]
-                overlay = overlay_heatmap(picture, maps[c])
-                tags.append(self._emit(trainer, f"{where}/{name}", overlay))
+                title = f"{record.image_id} · {name} · score {float(scores[c]):.3g}"
+                overlay = heatmap_picture(picture, maps[c], title)
+                self._emit(trainer, f"{tag}/{name}", f"{file}/{name}", overlay)
+                tags.append(f"{tag}/{name}")
         pl_module.train(was_training)
         return tags
 
-    def _emit(self, trainer: pl.Trainer, tag: str, picture: torch.Tensor) -> str:
+    def _emit(self, trainer: pl.Trainer, tag: str, file: str, picture: torch.Tensor) -> None:
         log_image(trainer.loggers, tag, picture, step=trainer.global_step)
         if self.output_dir is not None:
-            save_png(picture, self.output_dir / f"{tag}.png")
-        return tag
+            save_png(picture, self.output_dir / f"{file}.png")

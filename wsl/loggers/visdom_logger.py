@@ -3,6 +3,10 @@
 Visdom is optional at run time: if the server cannot be reached (at start or later), the
 logger warns once, naming the address, and every later call does nothing, so the run
 carries on with the other loggers (TensorBoard). Start a server offline with ``make visdom``.
+
+Each run logs to its own env, named after its run directory (:func:`run_env_name`), so runs
+do not overwrite each other's windows; once connected, the logger says where
+(``visdom: logging to http://127.0.0.1:8097/env/<env>``).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import html
 import io
 import logging
+import re
 import warnings
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,23 @@ from visdom import Visdom
 # large image or an env save on a busy server still has time to finish.
 _TIMEOUT_S = (2.0, 30.0)
 _HPARAMS_WIN = "hparams"
+# Characters an env name may hold: the server saves an env as <env_path>/<env>.json, maps "/"
+# to "_" on its side (so the client would look in another env) and shows envs in URLs
+# (/env/<env>); its env list groups names by the part before the first "_".
+_ENV_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
+
+log = logging.getLogger(__name__)
+
+
+def run_env_name(run_dir: str | Path, log_dir: str | Path) -> str:
+    """The visdom env of the run in ``run_dir``: its path below ``log_dir`` with ``/`` made
+    ``_`` and other characters that an env name cannot hold made ``-``, e.g.
+    ``outputs/runs/train/2026-12-01_08-43-33`` -> ``runs_train_2026-12-01_08-43-33`` (a run
+    directory outside ``log_dir``: its own name)."""
+    run_dir, log_dir = Path(run_dir).resolve(), Path(log_dir).resolve()
+    parts = run_dir.relative_to(log_dir).parts if run_dir.is_relative_to(log_dir) else ()
+    parts = parts or (run_dir.name,)
+    return "_".join(re.sub(r"[^A-Za-z0-9_.-]", "-", part) for part in parts)
 
 
 class _TimeoutVisdom(Visdom):
@@ -68,6 +91,10 @@ def _figure_to_array(figure: Figure) -> np.ndarray:
 class VisdomLogger(Logger):
     """Log to the visdom env ``env`` at ``server:port``; connects on first use.
 
+    With ``env=None`` the env is the run's, :func:`run_env_name` of ``run_dir`` below
+    ``log_dir`` (``"wsl"`` without a ``run_dir``). A given ``env`` must hold only letters,
+    digits, ``_``, ``.`` and ``-``.
+
     Windows: one line plot per metric name, one text window ``hparams``, one window per
     image/figure/bar tag (logging the same tag again replaces it). Window ids are the
     metric names and tags themselves. With ``offline_ok=False`` an unreachable server
@@ -78,7 +105,9 @@ class VisdomLogger(Logger):
         self,
         server: str = "http://127.0.0.1",
         port: int = 8097,
-        env: str = "wsl",
+        env: str | None = None,
+        run_dir: str | Path | None = None,
+        log_dir: str | Path = "outputs",
         name: str = "wsl",
         version: str | int | None = None,
         offline_ok: bool = True,
@@ -86,6 +115,13 @@ class VisdomLogger(Logger):
         super().__init__()
         self._server = server
         self._port = port
+        if env is None:
+            env = "wsl" if run_dir is None else run_env_name(run_dir, log_dir)
+        elif not _ENV_CHARACTERS.fullmatch(env):
+            raise ValueError(
+                f"visdom env {env!r}: use only letters, digits, '_', '.' and '-' (visdom saves "
+                "an env as <env>.json, maps '/' to '_' and shows the name in URLs)"
+            )
         self._env = env
         self._name = name
         self._version = version
@@ -135,6 +171,7 @@ class VisdomLogger(Logger):
                 self._give_up(error)
             else:
                 self._vis = vis
+                log.info("visdom: logging to %s/env/%s", self.address, self._env)
         return self._vis
 
     def _give_up(self, error: Exception) -> None:
