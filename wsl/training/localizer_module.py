@@ -87,7 +87,9 @@ class LocalizerModule(pl.LightningModule):
             if not accepted:
                 return None, output
         scores = torch.sigmoid(output.logits.detach().float())
-        self.stage_metrics(stage).update(scores, batch["labels"], batch["label_weights"])
+        self.stage_metrics(stage).update(
+            batch["image_id"], scores, batch["labels"], batch["label_weights"]
+        )
         self.log(
             f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
             batch_size=len(batch["image"]), sync_dist=stage != "train",
