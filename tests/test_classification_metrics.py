@@ -73,29 +73,31 @@ def test_metric2_by_name_and_weights() -> None:
         metric2("accuracy", SCORES, LABELS)
 
 
-def test_metric_accumulates_steps_and_merges_like_ranks() -> None:
+def test_metric_accumulates_steps_and_counts_each_image_once() -> None:
     metric = MultilabelClassificationMetrics(num_classes=3, metric2="fbeta")
-    metric.update(SCORES[:2], LABELS[:2])
-    metric.update(SCORES[2:], LABELS[2:])
+    metric.update(["b", "a"], SCORES[[1, 0]], LABELS[[1, 0]])
+    metric.update(["c"], SCORES[2:], LABELS[2:])
     result = metric.compute()
     assert result["mAP"].item() == pytest.approx((AP_0 + AP_1) / 2)
     assert result["metric2"].item() == pytest.approx((1 / 2 + 10 / 11) / 2)
     assert result["ap_per_class"][:2].tolist() == pytest.approx([AP_0, AP_1])
 
-    # Two "ranks" whose states are concatenated (dist_reduce_fx="cat") give the same numbers.
-    rank0 = MultilabelClassificationMetrics(num_classes=3)
-    rank1 = MultilabelClassificationMetrics(num_classes=3)
+    # A DistributedSampler pads a split with repeats of its first images: "a" again counts
+    # once. Counted twice, class 0 would rank +, +, -, +: AP (1 + 1 + 3/4) / 3 = 11/12.
+    metric.update(["a"], SCORES[:1], LABELS[:1])
+    assert metric.compute()["mAP"].item() == pytest.approx((AP_0 + AP_1) / 2)
+
     weights = torch.ones(3, 3)
-    weights[1, 0] = 0
-    rank0.update(SCORES[:1], LABELS[:1], weights[:1])
-    rank1.update(SCORES[1:], LABELS[1:], weights[1:])
-    rank0.merge_state(rank1)
-    merged = rank0.compute()
-    assert merged["mAP"].item() == pytest.approx(1.0)  # class 0 and 1 AP 1, see above
-    assert merged["metric2"].item() == pytest.approx(0.75)
+    weights[1, 0] = 0  # class 0's negative between its positives is left out: AP 1
+    metric.reset()
+    metric.update(["a", "b", "c"], SCORES, LABELS, weights)
+    assert metric.compute()["mAP"].item() == pytest.approx(1.0)
+    # F-beta of class 0: precision 1, recall 1/2: 5 x 1/2 / (4 + 1/2) = 5/9
+    assert metric.compute()["metric2"].item() == pytest.approx((5 / 9 + 10 / 11) / 2)
 
     metric.reset()
-    metric.update(SCORES[:1], LABELS[:1])  # only class 0, ranked first: AP 1
+    assert math.isnan(metric.compute()["mAP"].item())  # nothing seen
+    metric.update(["a"], SCORES[:1], LABELS[:1])  # only class 0, ranked first: AP 1
     assert metric.compute()["mAP"].item() == pytest.approx(1.0)
 
 
@@ -104,4 +106,6 @@ def test_metric_rejects_bad_shapes_and_names() -> None:
         MultilabelClassificationMetrics(num_classes=3, metric2="accuracy")
     metric = MultilabelClassificationMetrics(num_classes=3)
     with pytest.raises(ValueError, match=r"\(batch, 3\)"):
-        metric.update(torch.zeros(2, 4), torch.zeros(2, 4))
+        metric.update(["a", "b"], torch.zeros(2, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="1 image ids for 2 images"):
+        metric.update(["a"], torch.zeros(2, 3), torch.zeros(2, 3))

@@ -13,18 +13,18 @@ positive when it is strictly above ``threshold`` (torchmetrics' rule).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     binary_average_precision,
     binary_fbeta_score,
     binary_recall,
 )
-from torchmetrics.utilities import dim_zero_cat
+
+from wsl.evaluation.per_image import PerImageEvaluator
 
 _IGNORE = -1  # target value of weight-0 entries, passed to torchmetrics as ignore_index
 
@@ -83,10 +83,14 @@ def metric2(name: str, scores: Tensor, labels: Tensor, weights: Tensor | None = 
     return METRIC2[name](scores, labels, weights)
 
 
-class MultilabelClassificationMetrics(Metric):
-    """mAP and metric2 over every step (and every process: the states are concatenated)."""
+class MultilabelClassificationMetrics(PerImageEvaluator):
+    """mAP and metric2 over every image of every step and every process.
 
-    full_state_update = False
+    One record per image id, gathered across processes as the detection, CorLoc and pointing
+    evaluators gather theirs (:mod:`wsl.evaluation.per_image`): the images a
+    ``DistributedSampler`` pads in (repeats of images another rank holds) count once, and the
+    images are ordered by id, so k processes give the single-process value.
+    """
 
     def __init__(self, num_classes: int, metric2: str = "recall") -> None:
         super().__init__()
@@ -94,33 +98,33 @@ class MultilabelClassificationMetrics(Metric):
             raise ValueError(f"metric2={metric2!r} is not known; choose one of {sorted(METRIC2)}")
         self.num_classes = num_classes
         self.metric2 = metric2
-        self.add_state("scores", default=[], dist_reduce_fx="cat")
-        self.add_state("labels", default=[], dist_reduce_fx="cat")
-        self.add_state("weights", default=[], dist_reduce_fx="cat")
 
-    def update(self, scores: Tensor, labels: Tensor, weights: Tensor | None = None) -> None:
-        """Add a batch: ``(B, C)`` probabilities, 0/1 labels and optional 0/1 weights."""
+    def update(
+        self,
+        image_ids: Sequence[str],
+        scores: Tensor,
+        labels: Tensor,
+        weights: Tensor | None = None,
+    ) -> None:
+        """Add a batch: its image ids, ``(B, C)`` probabilities, 0/1 labels and optional 0/1
+        weights."""
         if scores.shape != labels.shape or scores.shape[1:] != (self.num_classes,):
             raise ValueError(
                 f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} must both be "
                 f"(batch, {self.num_classes})"
             )
-        self.scores.append(scores.detach())  # its own precision: never rounded to float32
-        self.labels.append(labels.detach().float())
-        self.weights.append(
-            torch.ones_like(self.labels[-1]) if weights is None else weights.detach().float()
-        )
+        scores = scores.detach().cpu()  # its own precision: never rounded to float32
+        labels = labels.detach().cpu().float()
+        weights = torch.ones_like(labels) if weights is None else weights.detach().cpu().float()
+        self._keep(image_ids, list(zip(scores, labels, weights, strict=True)))
 
     def compute(self) -> dict[str, Tensor]:
         """``{"mAP": 0-d, "metric2": 0-d, "ap_per_class": (C,)}``; NaN before any update."""
-        # After a DDP sync torchmetrics holds each list state as one concatenated tensor.
-        if isinstance(self.scores, list) and not self.scores:
-            empty = torch.empty(0, self.num_classes)
-            scores, labels, weights = empty, empty, empty
+        records = self._gathered()
+        if records:
+            scores, labels, weights = (torch.stack(column) for column in zip(*records, strict=True))
         else:
-            scores, labels, weights = (
-                dim_zero_cat(s) for s in (self.scores, self.labels, self.weights)
-            )
+            scores = labels = weights = torch.empty(0, self.num_classes)
         mean_ap, per_class = classification_map(scores, labels, weights)
         second = metric2(self.metric2, scores, labels, weights)
         return {

@@ -1,8 +1,10 @@
 """Training and evaluation of the Localizer ("Is object localization for free?").
 
 Each step: score maps -> global pooling -> image logits -> BCE with the image labels
-(classes ignored by ``data.difficult_labels=ignore`` have weight 0). Metrics per epoch for
-train and val: classification mAP (``metric1``) and ``metric2`` (see
+(classes ignored by ``data.difficult_labels=ignore`` have weight 0), a mean over the batch:
+under DDP and gradient accumulation it is already the mean over the step's images, without a
+factor (:mod:`wsl.training.loss_scale`). Metrics per epoch for train and val: classification
+mAP (``metric1``) and ``metric2`` over every image of the split, each counted once (see
 :mod:`wsl.evaluation.classification`). The test also turns heatmaps into boxes and reports
 VOC07 detection AP, CorLoc and the pointing game.
 """
@@ -87,7 +89,9 @@ class LocalizerModule(pl.LightningModule):
             if not accepted:
                 return None, output
         scores = torch.sigmoid(output.logits.detach().float())
-        self.stage_metrics(stage).update(scores, batch["labels"], batch["label_weights"])
+        self.stage_metrics(stage).update(
+            batch["image_id"], scores, batch["labels"], batch["label_weights"]
+        )
         self.log(
             f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
             batch_size=len(batch["image"]), sync_dist=stage != "train",

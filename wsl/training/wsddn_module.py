@@ -55,6 +55,7 @@ from wsl.training.detections import (
     region_detections,
     view_of_batch,
 )
+from wsl.training.loss_scale import sum_over_global_batch
 from wsl.training.nonfinite import NonFiniteLossGuard
 
 Detections = tuple[Tensor, Tensor, Tensor]  # boxes (K, 4), scores (K,), classes (K,)
@@ -156,13 +157,14 @@ class WSDDNModule(pl.LightningModule):
         if not accepted:
             return None
         self.train_metrics.update(
-            output.image_scores.detach().float(), batch["labels"], batch["label_weights"]
-        )
+            batch["image_id"], output.image_scores.detach().float(), batch["labels"],
+            batch["label_weights"],
+        )  # fmt: skip
         self.log(
             "train/loss", per_image, on_step=True, on_epoch=True, prog_bar=True,
             batch_size=num_images,
         )  # fmt: skip
-        return per_image * num_images
+        return sum_over_global_batch(per_image, num_images, self._trainer)  # any k, any a
 
     def _detection_evaluator(self) -> VOCDetectionEvaluator:
         return VOCDetectionEvaluator(self.class_names)  # VOC07 11-point; all-point beside it
@@ -173,7 +175,7 @@ class WSDDNModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         output = self._forward_batch(batch)
         scores = output.image_scores.detach().float()
-        self.val_metrics.update(scores, batch["labels"], batch["label_weights"])
+        self.val_metrics.update(batch["image_id"], scores, batch["labels"], batch["label_weights"])
         self.log(
             "val/loss", self._bce(output, batch), prog_bar=True, batch_size=len(scores),
             sync_dist=True,
@@ -259,7 +261,9 @@ class WSDDNModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         region_scores = self.region_scores(batch)
         image_scores = torch.stack([s.sum(dim=0) for s in region_scores]).clamp(EPS, 1 - EPS)
-        self.test_metrics.update(image_scores, batch["labels"], batch["label_weights"])
+        self.test_metrics.update(
+            batch["image_id"], image_scores, batch["labels"], batch["label_weights"]
+        )
         detections = self.postprocess(batch, region_scores, len(self.tta.views()))
         ground_truths = _ground_truths(batch)
         self.test_evaluator.process(batch["image_id"], detections, ground_truths)
