@@ -217,6 +217,7 @@ def test_nan_image_scores_give_a_skipped_counted_step() -> None:
         "proposals": [random_boxes(5, 96, g), random_boxes(4, 96, g)],
         "labels": torch.tensor([[1.0, 0, 0], [0, 1.0, 1.0]]),
         "label_weights": torch.ones(2, 3),
+        "image_id": ["a", "b"],
     }
     assert wsddn.training_step(batch, 0) is not None
     with torch.no_grad():
