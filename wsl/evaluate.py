@@ -14,14 +14,13 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from wsl.callbacks.run_config import CHECKPOINT_KEY
 from wsl.callbacks.test_results_files import TestResultsFiles
+from wsl.checkpoint import load_module, load_run_config
 from wsl.evaluation.results_files import read_results
 from wsl.instantiate import instantiate_all
-from wsl.reporting.run_report import report_finished_run
+from wsl.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +38,6 @@ def test_and_write(
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
     # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
     return model.test_results or read_results(output_dir)
-
-
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
-    """The composed config of the run that wrote ``ckpt_path``."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(
-            f"{ckpt_path}: no '{CHECKPOINT_KEY}' entry; it was not written by `wsl.train`"
-        )
-    return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
-
-
-def load_module(
-    ckpt_path: str | Path, run_cfg: DictConfig, map_location: str | torch.device = "cpu"
-) -> pl.LightningModule:
-    """The LightningModule of ``ckpt_path``, rebuilt from its run's config ``run_cfg``."""
-    module_class = hydra.utils.get_class(run_cfg.model._target_)
-    # The checkpoint has every weight: do not fetch ImageNet weights again.
-    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
-    return module_class.load_from_checkpoint(ckpt_path, map_location=map_location, net=net)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -80,10 +59,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
-    try:
+    with reported_run(cfg.paths.output_dir):
         results = evaluate(cfg)
-    finally:
-        report_finished_run(cfg.paths.output_dir)
     for name, value in results["metrics"].items():
         print(f"{name:>10}: {value:.4f}" if value is not None else f"{name:>10}: -")
 

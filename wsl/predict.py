@@ -43,15 +43,16 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.atomic import atomic_path
+from wsl.checkpoint import load_module, load_run_config
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
 from wsl.data.transforms import build_transform, continuous_to_inclusive, inclusive_to_continuous
 from wsl.data.voc import read_rgb
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.evaluate import load_module, load_run_config
 from wsl.evaluation.heatmap_boxes import heatmap_boxes
 from wsl.run_dir import ensure_writable
+from wsl.run_failure import reported_run
 from wsl.training.localizer_module import LocalizerModule
 from wsl.training.wsddn_module import WSDDNModule
 
@@ -318,7 +319,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
-    summary = predict(cfg)
+    with reported_run(cfg.output_dir, report=False):
+        summary = predict(cfg)
     print(
         f"predicted {len(summary['images'])} images, skipped {len(summary['skipped'])} files, "
         f"{len(summary['failed'])} failed; wrote {Path(cfg.output_dir) / DETECTIONS_FILE}"
