@@ -18,6 +18,9 @@ from omegaconf import DictConfig, open_dict
 
 from wsl.callbacks.test_results_files import TestResultsFiles
 from wsl.checkpoint import load_module, load_run_config
+from wsl.data.annotations import read_class_list
+from wsl.data.bad_input import DataError
+from wsl.data.voc import voc2007_dir
 from wsl.evaluation.results_files import read_results
 from wsl.instantiate import instantiate_all
 from wsl.run_failure import reported_run
@@ -40,6 +43,39 @@ def test_and_write(
     return model.test_results or read_results(output_dir)
 
 
+def match_classes(data_cfg: DictConfig, ckpt_path: str | Path, model_classes: list[str]) -> None:
+    """Make ``data_cfg`` label the data in the checkpoint's class order, matching by name.
+
+    The data set's classes (``data.classes`` of the run, else ``classes.txt`` of
+    ``data.root``, else VOC's 20) must be the checkpoint's; listed in another order, they are
+    matched by name (with a warning), since labels in the data set's order would be permuted
+    against the model's outputs and every metric would be wrong.
+    """
+    if data_cfg.get("classes"):
+        where, data_classes = Path(str(ckpt_path)), list(data_cfg.classes)
+        source = "data.classes of its run"
+    else:
+        voc_dir = voc2007_dir(data_cfg.root)
+        data_classes = list(read_class_list(voc_dir))
+        where = voc_dir / "classes.txt"
+        source = str(where) if where.is_file() else f"VOC's 20 classes (no {where})"
+    if set(data_classes) != set(model_classes):
+        missing = [c for c in model_classes if c not in data_classes]
+        extra = [c for c in data_classes if c not in model_classes]
+        raise DataError(
+            where,
+            f"the data's classes ({source}) are not those of the checkpoint {ckpt_path}: "
+            f"missing {missing or 'none'}; not in the checkpoint {extra or 'none'}",
+        )
+    if data_classes != model_classes:
+        log.warning(
+            "%s lists the checkpoint's classes in another order; labels are matched to the "
+            "model's outputs by name (checkpoint order: %s)",
+            source, ", ".join(model_classes),
+        )  # fmt: skip
+    data_cfg.classes = list(model_classes)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild data and model from ``cfg.ckpt_path``, test on ``cfg.data.split``, write files."""
     run_cfg = load_run_config(cfg.ckpt_path)
@@ -48,8 +84,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         for key in ("root", "batch_size", "num_workers"):
             if cfg.data.get(key) is not None:
                 run_cfg.data[key] = cfg.data[key]
+        model = load_module(cfg.ckpt_path, run_cfg)
+        match_classes(run_cfg.data, cfg.ckpt_path, list(model.class_names))
     datamodule = hydra.utils.instantiate(run_cfg.data)
-    model = load_module(cfg.ckpt_path, run_cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False
     )
