@@ -2,7 +2,8 @@
 
 The checkpoint holds the config of the run that made it, so the data (root, classes,
 transforms, proposals) and the model are rebuilt as trained; ``data.root``,
-``data.batch_size`` and ``data.num_workers`` may be overridden. Writes ``metrics.json`` and
+``data.batch_size`` and ``data.num_workers`` may be overridden. Labels follow the checkpoint's
+class order, matched by name (:func:`match_classes`). Writes ``metrics.json`` and
 ``per_class.csv`` to the run directory. ``python -m wsl.train`` ends with the same test.
 """
 

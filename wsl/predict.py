@@ -7,10 +7,16 @@ a message. The Localizer reads boxes off the heatmaps of its predicted classes (
 >= ``class_threshold``, or the best class when none is); WSDDN scores selective-search proposals
 computed for the images (cached under ``proposals.cache_dir``) and filtered as in its run.
 
-Written to ``output_dir`` (default: the run directory):
+Images whose longer side is above ``max_size`` are downscaled to it first (read, predicted and
+drawn at that size, which keeps a 9000x9000 photo to seconds and its pictures small); boxes are
+still reported in pixels of the image on disk.
+
+Written to ``output_dir`` (default: the run directory), which may not be the folder the images
+are read from (a picture could replace an input image; refused with :class:`OutputDirError`):
 
 - ``<stem>.png``: the image with its boxes (class name and score); for the Localizer also
-  ``<stem>_<class>.png``, the heatmap of each predicted class with that class's boxes;
+  ``<stem>_<class>.png``, the heatmap of each predicted class with that class's boxes. Images
+  sharing a stem (``photo.jpg``, ``photo.png``) use their whole name (``photo.jpg.png``);
 - ``detections.json``: ``{"checkpoint", "images": {file name: {"width", "height",
   "detections": [{"class", "score", "box": [x1, y1, x2, y2]}], "class_scores" (Localizer),
   "pictures"}}, "skipped": {file name: why}, "failed": {file name: problem}}``; boxes are
