@@ -204,6 +204,7 @@ def wsddn_predictor(
         size = (image.shape[1], image.shape[2])
         source = f"selective-search proposals of {path}"
         kept = proposal_filter.apply(proposals[path], on_disk[1], on_disk[0], source)
+        # The proposals on the working image (the same rescaling, from disk to working size).
         working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
         continuous = inclusive_to_continuous(working)
         sample = transform(
