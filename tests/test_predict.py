@@ -267,3 +267,37 @@ def test_max_size_keeps_scores_and_boxes(localizer_run: dict, tmp_path: Path) ->
     assert [d["class"] for d in small["detections"]] == [d["class"] for d in full["detections"]]
     for a, b in zip(small["detections"], full["detections"], strict=True):
         assert a["box"] == pytest.approx(b["box"], abs=12)  # 4 pixels at 500, 3x at full size
+
+
+def test_wsddn_max_size_scores_the_same_proposals_in_pixels_of_the_file(
+    generated_root: Path, tmp_path: Path
+) -> None:
+    """Downscaled, WSDDN still scores every filtered proposal of the file, reported in pixels
+    of the file (the proposals are moved to the working image and back)."""
+    ckpt = train_checkpoint(
+        generated_root, tmp_path / "train", "experiment=wsddn_demo",
+        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",
+    )  # fmt: skip
+    folder = tmp_path / "images"
+    folder.mkdir()
+    jpegs = generated_root / "VOCdevkit" / "VOC2007" / "JPEGImages"
+    with Image.open(jpegs / "000003.jpg") as image:
+        large = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+        large.save(folder / "large.png")
+    found = {}
+    for max_size in ("null", "120"):
+        overrides = [
+            f"ckpt_path={ckpt}", f"input={folder}", f"paths.cache_dir={tmp_path / 'cache'}",
+            "score_threshold=0", "max_boxes=null", "proposals.workers=1",
+            "proposals.progress=false", f"max_size={max_size}",
+        ]  # fmt: skip
+        written = predict(compose_cfg("predict", overrides, tmp_path / f"out_{max_size}"))
+        found[max_size] = written["images"]["large.png"]
+    assert (found["120"]["width"], found["120"]["height"]) == large.size
+    full, small = ({tuple(d["box"]) for d in f["detections"]} for f in found.values())
+    assert len(full) > 5 and small == full
+    scale = 120 / max(large.size)  # drawn at 120 pixels, then enlarged to 384 as small images
+    working = (round(large.width * scale), round(large.height * scale))
+    factor = math.ceil(384 / min(working))
+    with Image.open(tmp_path / "out_120" / found["120"]["pictures"][0]) as drawn:
+        assert drawn.size == (factor * working[0], factor * working[1])
