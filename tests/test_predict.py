@@ -157,3 +157,147 @@ def test_wsddn_computes_caches_and_scores_selective_search_proposals(
     mtime = cached[0].stat().st_mtime_ns
     again = predict(compose_cfg("predict", overrides, tmp_path / "again"))
     assert again["images"] == written["images"] and cached[0].stat().st_mtime_ns == mtime
+
+
+# --- output files never replace input files; large images are downscaled -------------------------
+
+
+def run_predict(ckpt: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``python -m wsl.predict`` with a checkpoint and ``overrides``."""
+    return subprocess.run(
+        [sys.executable, "-m", "wsl.predict", f"ckpt_path={ckpt}", *overrides],
+        cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def stem_folder(root: Path, folder: Path) -> dict[str, bytes]:
+    """``photo.jpg`` and ``photo.png`` (two different images sharing a stem); their bytes."""
+    folder.mkdir()
+    jpegs = root / "VOCdevkit" / "VOC2007" / "JPEGImages"
+    shutil.copy(jpegs / "000001.jpg", folder / "photo.jpg")
+    Image.open(jpegs / "000002.jpg").save(folder / "photo.png")
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_output_dir_that_is_the_input_folder_is_refused(
+    localizer_run: dict, generated_root: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    originals = stem_folder(generated_root, folder)
+    for target in (folder, folder / "photo.jpg"):  # a folder, or one image in it
+        result = run_predict(
+            localizer_run["ckpt"], f"input={target}", f"output_dir={folder}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stdout.splitlines() if "ERROR" in line]
+        assert len(errors) == 1
+        assert f"output_dir={folder} is the folder the images are read from" in errors[0]
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == originals
+
+
+def test_images_sharing_a_stem_get_their_own_pictures(
+    localizer_run: dict, generated_root: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    originals = stem_folder(generated_root, folder)
+    out = tmp_path / "out"
+    result = run_predict(localizer_run["ckpt"], f"input={folder}", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr
+    written = json.loads((out / "detections.json").read_text())
+    for name in ("photo.jpg", "photo.png"):
+        pictures = written["images"][name]["pictures"]
+        assert pictures[0] == f"{name}.png"  # photo.jpg.png, photo.png.png
+        assert all(p.startswith(name) for p in pictures)
+        for picture in pictures:
+            with Image.open(out / picture) as drawn:
+                width, height = written["images"][name]["width"], written["images"][name]["height"]
+                factor = math.ceil(384 / min(width, height))
+                assert drawn.size == (factor * width, factor * height)
+    assert not (out / "photo.png").exists()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == originals
+
+
+def test_large_image_is_predicted_and_drawn_at_max_size(
+    localizer_run: dict, tmp_path: Path
+) -> None:
+    """A 9000x6000 photo: worked on and drawn at 2000x1333; boxes in pixels of the file."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    big = Image.new("RGB", (9000, 6000), (200, 40, 40))
+    big.paste((30, 30, 220), (3000, 1500, 6000, 4500))  # a blue square in the middle
+    big.save(folder / "big.jpg", quality=80)
+    out = tmp_path / "out"
+    result = run_predict(
+        localizer_run["ckpt"], f"input={folder}", f"hydra.run.dir={out}", "score_threshold=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "big.jpg: 9000x6000 pixels, predicted and drawn at 2000x1333 (max_size=2000)" in (
+        result.stdout
+    )
+    entry = json.loads((out / "detections.json").read_text())["images"]["big.jpg"]
+    assert (entry["width"], entry["height"]) == (9000, 6000)
+    boxes = np.array([d["box"] for d in entry["detections"]])
+    assert len(boxes) > 0 and boxes.min() >= 0
+    assert boxes[:, 2].max() <= 8999 and boxes[:, 3].max() <= 5999
+    assert boxes[:, 2].max() > 2000  # in pixels of the file, not of the 2000-pixel picture
+    for picture in entry["pictures"]:
+        with Image.open(out / picture) as drawn:
+            assert drawn.size == (2000, 1333)
+
+
+def test_max_size_keeps_scores_and_boxes(localizer_run: dict, tmp_path: Path) -> None:
+    """A 4x enlarged image predicted at max_size=500 (about its size before enlarging) gives
+    the boxes of the full-size run, in pixels of the file, within a few pixels."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with Image.open(localizer_run["folder"] / "first.jpg") as image:
+        image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST).save(
+            folder / "large.png"
+        )
+    found = {}
+    for max_size in ("null", "500"):
+        overrides = [f"ckpt_path={localizer_run['ckpt']}", f"input={folder}", "score_threshold=0",
+                     f"max_size={max_size}"]  # fmt: skip
+        written = predict(compose_cfg("predict", overrides, tmp_path / f"out_{max_size}"))
+        found[max_size] = written["images"]["large.png"]
+    full, small = found["null"], found["500"]
+    assert small["class_scores"] == pytest.approx(full["class_scores"], abs=0.02)
+    assert [d["class"] for d in small["detections"]] == [d["class"] for d in full["detections"]]
+    for a, b in zip(small["detections"], full["detections"], strict=True):
+        assert a["box"] == pytest.approx(b["box"], abs=12)  # 4 pixels at 500, 3x at full size
+
+
+def test_wsddn_max_size_scores_the_same_proposals_in_pixels_of_the_file(
+    generated_root: Path, tmp_path: Path
+) -> None:
+    """Downscaled, WSDDN still scores every filtered proposal of the file, reported in pixels
+    of the file (the proposals are moved to the working image and back)."""
+    ckpt = train_checkpoint(
+        generated_root, tmp_path / "train", "experiment=wsddn_demo",
+        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",
+    )  # fmt: skip
+    folder = tmp_path / "images"
+    folder.mkdir()
+    jpegs = generated_root / "VOCdevkit" / "VOC2007" / "JPEGImages"
+    with Image.open(jpegs / "000003.jpg") as image:
+        large = image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST)
+        large.save(folder / "large.png")
+    found = {}
+    for max_size in ("null", "120"):
+        overrides = [
+            f"ckpt_path={ckpt}", f"input={folder}", f"paths.cache_dir={tmp_path / 'cache'}",
+            "score_threshold=0", "max_boxes=null", "proposals.workers=1",
+            "proposals.progress=false", f"max_size={max_size}",
+        ]  # fmt: skip
+        written = predict(compose_cfg("predict", overrides, tmp_path / f"out_{max_size}"))
+        found[max_size] = written["images"]["large.png"]
+    assert (found["120"]["width"], found["120"]["height"]) == large.size
+    full, small = ({tuple(d["box"]) for d in f["detections"]} for f in found.values())
+    assert len(full) > 5 and small == full
+    scale = 120 / max(large.size)  # drawn at 120 pixels, then enlarged to 384 as small images
+    working = (round(large.width * scale), round(large.height * scale))
+    factor = math.ceil(384 / min(working))
+    with Image.open(tmp_path / "out_120" / found["120"]["pictures"][0]) as drawn:
+        assert drawn.size == (factor * working[0], factor * working[1])

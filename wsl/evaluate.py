@@ -2,7 +2,8 @@
 
 The checkpoint holds the config of the run that made it, so the data (root, classes,
 transforms, proposals) and the model are rebuilt as trained; ``data.root``,
-``data.batch_size`` and ``data.num_workers`` may be overridden. Writes ``metrics.json`` and
+``data.batch_size`` and ``data.num_workers`` may be overridden. Labels follow the checkpoint's
+class order, matched by name (:func:`match_classes`). Writes ``metrics.json`` and
 ``per_class.csv`` to the run directory. ``python -m wsl.train`` ends with the same test.
 """
 
@@ -14,14 +15,16 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from wsl.callbacks.run_config import CHECKPOINT_KEY
 from wsl.callbacks.test_results_files import TestResultsFiles
+from wsl.checkpoint import load_module, load_run_config
+from wsl.data.annotations import read_class_list
+from wsl.data.bad_input import DataError
+from wsl.data.voc import voc2007_dir
 from wsl.evaluation.results_files import read_results
 from wsl.instantiate import instantiate_all
-from wsl.reporting.run_report import report_finished_run
+from wsl.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +44,37 @@ def test_and_write(
     return model.test_results or read_results(output_dir)
 
 
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
-    """The composed config of the run that wrote ``ckpt_path``."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if CHECKPOINT_KEY not in checkpoint:
-        raise ValueError(
-            f"{ckpt_path}: no '{CHECKPOINT_KEY}' entry; it was not written by `wsl.train`"
+def match_classes(data_cfg: DictConfig, ckpt_path: str | Path, model_classes: list[str]) -> None:
+    """Make ``data_cfg`` label the data in the checkpoint's class order, matching by name.
+
+    The data set's classes (``data.classes`` of the run, else ``classes.txt`` of
+    ``data.root``, else VOC's 20) must be the checkpoint's; listed in another order, they are
+    matched by name (with a warning), since labels in the data set's order would be permuted
+    against the model's outputs and every metric would be wrong.
+    """
+    if data_cfg.get("classes"):
+        where, data_classes = Path(str(ckpt_path)), list(data_cfg.classes)
+        source = "data.classes of its run"
+    else:
+        voc_dir = voc2007_dir(data_cfg.root)
+        data_classes = list(read_class_list(voc_dir))
+        where = voc_dir / "classes.txt"
+        source = str(where) if where.is_file() else f"VOC's 20 classes (no {where})"
+    if set(data_classes) != set(model_classes):
+        missing = [c for c in model_classes if c not in data_classes]
+        extra = [c for c in data_classes if c not in model_classes]
+        raise DataError(
+            where,
+            f"the data's classes ({source}) are not those of the checkpoint {ckpt_path}: "
+            f"missing {missing or 'none'}; not in the checkpoint {extra or 'none'}",
         )
-    return OmegaConf.create(checkpoint[CHECKPOINT_KEY])
-
-
-def load_module(
-    ckpt_path: str | Path, run_cfg: DictConfig, map_location: str | torch.device = "cpu"
-) -> pl.LightningModule:
-    """The LightningModule of ``ckpt_path``, rebuilt from its run's config ``run_cfg``."""
-    module_class = hydra.utils.get_class(run_cfg.model._target_)
-    # The checkpoint has every weight: do not fetch ImageNet weights again.
-    net = {**OmegaConf.to_container(run_cfg.model.get("net", {})), "weights": "none"}
-    return module_class.load_from_checkpoint(ckpt_path, map_location=map_location, net=net)
+    if data_classes != model_classes:
+        log.warning(
+            "%s lists the checkpoint's classes in another order; labels are matched to the "
+            "model's outputs by name (checkpoint order: %s)",
+            source, ", ".join(model_classes),
+        )  # fmt: skip
+    data_cfg.classes = list(model_classes)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -69,8 +85,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         for key in ("root", "batch_size", "num_workers"):
             if cfg.data.get(key) is not None:
                 run_cfg.data[key] = cfg.data[key]
+        model = load_module(cfg.ckpt_path, run_cfg)
+        match_classes(run_cfg.data, cfg.ckpt_path, list(model.class_names))
     datamodule = hydra.utils.instantiate(run_cfg.data)
-    model = load_module(cfg.ckpt_path, run_cfg)
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=instantiate_all(cfg.get("logger")) or False
     )
@@ -80,10 +97,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
-    try:
+    with reported_run(cfg.paths.output_dir):
         results = evaluate(cfg)
-    finally:
-        report_finished_run(cfg.paths.output_dir)
     for name, value in results["metrics"].items():
         print(f"{name:>10}: {value:.4f}" if value is not None else f"{name:>10}: -")
 

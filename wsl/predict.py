@@ -7,10 +7,16 @@ a message. The Localizer reads boxes off the heatmaps of its predicted classes (
 >= ``class_threshold``, or the best class when none is); WSDDN scores selective-search proposals
 computed for the images (cached under ``proposals.cache_dir``) and filtered as in its run.
 
-Written to ``output_dir`` (default: the run directory):
+Images whose longer side is above ``max_size`` are downscaled to it first (read, predicted and
+drawn at that size, which keeps a 9000x9000 photo to seconds and its pictures small); boxes are
+still reported in pixels of the image on disk.
+
+Written to ``output_dir`` (default: the run directory), which may not be the folder the images
+are read from (a picture could replace an input image; refused with :class:`OutputDirError`):
 
 - ``<stem>.png``: the image with its boxes (class name and score); for the Localizer also
-  ``<stem>_<class>.png``, the heatmap of each predicted class with that class's boxes;
+  ``<stem>_<class>.png``, the heatmap of each predicted class with that class's boxes. Images
+  sharing a stem (``photo.jpg``, ``photo.png``) use their whole name (``photo.jpg.png``);
 - ``detections.json``: ``{"checkpoint", "images": {file name: {"width", "height",
   "detections": [{"class", "score", "box": [x1, y1, x2, y2]}], "class_scores" (Localizer),
   "pictures"}}, "skipped": {file name: why}, "failed": {file name: problem}}``; boxes are
@@ -29,8 +35,9 @@ import json
 import logging
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +45,27 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.atomic import atomic_path
+from wsl.checkpoint import load_module, load_run_config
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
-from wsl.data.transforms import build_transform, continuous_to_inclusive, inclusive_to_continuous
+from wsl.data.transforms import (
+    boxes_to_original,
+    build_transform,
+    continuous_to_inclusive,
+    inclusive_to_continuous,
+)
 from wsl.data.voc import read_rgb
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.evaluate import load_module, load_run_config
 from wsl.evaluation.heatmap_boxes import heatmap_boxes
-from wsl.run_dir import ensure_writable
+from wsl.run_dir import RunDirError, ensure_writable
+from wsl.run_failure import reported_run
 from wsl.training.localizer_module import LocalizerModule
 from wsl.training.wsddn_module import WSDDNModule
 
@@ -81,7 +95,43 @@ class Prediction:
         )  # fmt: skip
 
 
-Predictor = Callable[[Path, Tensor], Prediction]  # (image path, uint8 3xHxW image) -> Prediction
+# (image path, uint8 3xHxW working image, (height, width) on disk) -> Prediction on that image
+Predictor = Callable[[Path, Tensor, tuple[int, int]], Prediction]
+
+
+class OutputDirError(RunDirError):
+    """``output_dir`` cannot take the pictures (it is the folder the images are read from)."""
+
+
+def check_output_dir(output_dir: Path, input_path: Path) -> None:
+    """Refuse an ``output_dir`` that is the folder the input images are in: a picture
+    ``<stem>.png`` would replace an input image of that name."""
+    source = input_path if input_path.is_dir() else input_path.parent
+    if output_dir.is_dir() and output_dir.samefile(source):
+        raise OutputDirError(
+            f"output_dir={output_dir} is the folder the images are read from; the pictures "
+            "would replace input images of the same name: choose another output_dir"
+        )
+
+
+def read_image(path: Path, max_size: int | None) -> tuple[Tensor, tuple[int, int]]:
+    """The image at ``path`` as ``uint8 3xHxW``, downscaled so that its longer side is at most
+    ``max_size`` (``None``: as on disk), and its ``(height, width)`` on disk."""
+    image = read_rgb(path)
+    on_disk = (image.height, image.width)
+    if max_size is not None and max(on_disk) > max_size:
+        scale = max_size / max(on_disk)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return pil_to_tensor(image), on_disk
+
+
+def picture_stems(images: list[Path]) -> dict[Path, str]:
+    """The name each image's pictures start with: its stem, or its whole file name when
+    another image shares the stem (``photo.jpg`` and ``photo.png``: ``photo.jpg.png`` and
+    ``photo.png.png``, not ``photo.png`` twice)."""
+    counts = Counter(path.stem.lower() for path in images)
+    return {path: path.name if counts[path.stem.lower()] > 1 else path.stem for path in images}
 
 
 def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
@@ -92,7 +142,7 @@ def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
     elif path.is_file():
         entries = [path]
     else:
-        raise FileNotFoundError(f"input={path}: no such file or folder")
+        raise DataError(path, "no such file or folder (input=...)")
     images, skipped = [], {}
     for entry in entries:
         if entry.is_dir():
@@ -125,7 +175,7 @@ def localizer_predictor(
     """Boxes read off the heatmaps of the classes scoring at least ``class_threshold`` (the best
     class when none does), with the module's ``box_config``."""
 
-    def predict_image(path: Path, image: Tensor) -> Prediction:
+    def predict_image(path: Path, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
         size = (image.shape[1], image.shape[2])
         inputs = transform(tv_tensors.Image(image)).as_subclass(Tensor)
         output = module(inputs[None].to(module.device))
@@ -150,11 +200,13 @@ def wsddn_predictor(
 ) -> Predictor:
     """WSDDN's detections among each image's filtered ``proposals``."""
 
-    def predict_image(path: Path, image: Tensor) -> Prediction:
+    def predict_image(path: Path, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
         size = (image.shape[1], image.shape[2])
         source = f"selective-search proposals of {path}"
-        kept = proposal_filter.apply(proposals[path], size[1], size[0], source)
-        continuous = inclusive_to_continuous(torch.from_numpy(kept.boxes))
+        kept = proposal_filter.apply(proposals[path], on_disk[1], on_disk[0], source)
+        # The proposals on the working image (the same rescaling, from disk to working size).
+        working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
+        continuous = inclusive_to_continuous(working)
         sample = transform(
             {
                 "image": tv_tensors.Image(image),
@@ -258,12 +310,13 @@ def describe(prediction: Prediction, class_names: list[str]) -> dict[str, Any]:
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict every image of ``cfg.input``, write the pictures and ``detections.json`` to
     ``cfg.output_dir``; return what ``detections.json`` holds."""
-    output_dir = ensure_writable(cfg.output_dir)
     images, skipped = find_images(Path(cfg.input))
+    check_output_dir(Path(cfg.output_dir), Path(cfg.input))
+    output_dir = ensure_writable(cfg.output_dir)
     for name, why in skipped.items():
         log.warning("skipped %s: %s", name, why)
     if not images:
-        raise ValueError(f"input={cfg.input}: no image files ({' '.join(IMAGE_SUFFIXES)})")
+        raise DataError(cfg.input, f"no image files ({' '.join(IMAGE_SUFFIXES)})")
     module, run_cfg = load_model(cfg.ckpt_path, resolve_device(cfg.device))
     class_names = list(module.class_names)
     transform = build_transform(**run_cfg.data.eval_transform)
@@ -279,23 +332,32 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     else:
         raise TypeError(f"{cfg.ckpt_path}: cannot predict with a {type(module).__name__}")
     results: dict[str, Any] = {}
+    stems = picture_stems(images)
     taken: set[str] = set()
     with torch.no_grad():
         for path in images:
             try:
                 if path in errors:  # its proposals could not be computed
                     raise errors[path]
-                image = pil_to_tensor(read_rgb(path))
-                prediction = predictor(path, image).top(cfg.score_threshold, cfg.max_boxes)
+                image, on_disk = read_image(path, cfg.max_size)
+                prediction = predictor(path, image, on_disk).top(cfg.score_threshold, cfg.max_boxes)
             except DataError as error:
                 errors[path] = error
                 log.error("failed %s", error)
                 continue
-            entry = {"width": image.shape[2], "height": image.shape[1]}
-            entry.update(describe(prediction, class_names))
+            size = (image.shape[1], image.shape[2])
+            if size != on_disk:
+                log.info(
+                    "%s: %dx%d pixels, predicted and drawn at %dx%d (max_size=%d); boxes are "
+                    "in pixels of the image on disk",
+                    path.name, on_disk[1], on_disk[0], size[1], size[0], cfg.max_size,
+                )  # fmt: skip
+            boxes = boxes_to_original(prediction.boxes, size, on_disk)
+            entry = {"width": on_disk[1], "height": on_disk[0]}
+            entry.update(describe(replace(prediction, boxes=boxes), class_names))
             entry["pictures"] = []
             for name, picture in pictures(image, prediction, class_names).items():
-                stem = _file_name("_".join(filter(None, (path.stem, name))))
+                stem = _file_name("_".join(filter(None, (stems[path], name))))
                 file = save_png(picture, output_dir / f"{_unique(stem, taken)}.png")
                 entry["pictures"].append(file.name)
             results[path.name] = entry
@@ -318,7 +380,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
-    summary = predict(cfg)
+    with reported_run(cfg.output_dir, report=False):
+        summary = predict(cfg)
     print(
         f"predicted {len(summary['images'])} images, skipped {len(summary['skipped'])} files, "
         f"{len(summary['failed'])} failed; wrote {Path(cfg.output_dir) / DETECTIONS_FILE}"

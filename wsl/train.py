@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from wsl.callbacks.run_config import RunConfigInCheckpoint
+from wsl.checkpoint import StagedCheckpointIO, check_family
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
-from wsl.reporting.run_report import report_finished_run
 from wsl.run_dir import ensure_writable
+from wsl.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("model") is None:
         log.info("no model chosen (model=...): checking the data only")
         return {f"images/{stage}": n for stage, n in check_data(datamodule).items()}
+    if cfg.get("ckpt_path"):
+        check_family(cfg.ckpt_path, cfg.model)
     model: pl.LightningModule = hydra.utils.instantiate(
         cfg.model, class_names=datamodule.class_names
     )
@@ -57,7 +60,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not loggers:  # Lightning refuses a learning-rate monitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[StagedCheckpointIO()],  # checkpoints staged beside themselves, not in TMPDIR
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(plain_cfg)
@@ -75,10 +81,8 @@ def main(cfg: DictConfig) -> float | None:
 
     Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
     """
-    try:
+    with reported_run(cfg.paths.output_dir):
         metrics = train(cfg)
-    finally:
-        report_finished_run(cfg.paths.output_dir)
     log.info("final metrics: %s", metrics)
     name = cfg.get("optimized_metric")
     if name is None:

@@ -1,5 +1,6 @@
 """``last.ckpt``: the newest state of a run, written atomically every N steps and at each
-epoch end, so a run killed at any moment (even ``kill -9``) resumes from it."""
+epoch end, so a run killed at any moment (even ``kill -9``) resumes from it; what such a kill
+left half-written is removed at the next start."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from wsl.checkpoint import remove_stale_partials
+
 
 class LastCheckpoint(pl.Callback):
     """Save ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and at epoch ends.
 
     The checkpoint is written to a temporary file beside it and renamed into place, so
-    ``last.ckpt`` is always complete. Resume with ``ckpt_path=<dirpath>/last.ckpt``.
+    ``last.ckpt`` is always complete. Resume with ``ckpt_path=<dirpath>/last.ckpt``. At the
+    start of fitting, partial checkpoints an interrupted save left (``.*.ckpt*.partial``) in
+    ``dirpath`` and beside the checkpoint resumed from are deleted.
     """
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 500) -> None:
@@ -29,6 +34,12 @@ class LastCheckpoint(pl.Callback):
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         trainer.strategy.barrier("last_checkpoint")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            remove_stale_partials(self.path.parent)
+            if trainer.ckpt_path:
+                remove_stale_partials(Path(trainer.ckpt_path).parent)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         if trainer.global_step % self.every_n_train_steps == 0:

@@ -97,6 +97,8 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertica
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #6b4700; background: #fff6e0; padding: 0.3em 0.7em;
         border-left: 3px solid #e0a000; }
+.failed { color: #8a1010; background: #fdeaea; padding: 0.3em 0.7em;
+          border-left: 3px solid #c02020; font-weight: bold; }
 img.chart { max-width: 100%; display: block; margin: 0.6em 0; }
 .pictures { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr));
             gap: 1em; }
@@ -585,10 +587,16 @@ def _section(anchor: str, heading: str, build: Callable[[], str]) -> str:
     return f'<section id="{anchor}"><h2>{escape(heading)}</h2>\n{body}\n</section>'
 
 
-def write_run_report(run_dir: str | Path, title: str | None = None, max_pictures: int = 12) -> Path:
+def write_run_report(
+    run_dir: str | Path,
+    title: str | None = None,
+    max_pictures: int = 12,
+    failure: str | None = None,
+) -> Path:
     """Write ``<run_dir>/report.html`` (atomically) and its ``report_files/``; return its path.
 
     ``report_files/`` is rebuilt from scratch. ``title`` defaults to the folder's name.
+    ``failure``: why the run failed, shown at the top of the page.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -608,10 +616,11 @@ def write_run_report(run_dir: str | Path, title: str | None = None, max_pictures
     title = title or f"Run {run_dir.name}"
     nav = "".join(f'<a href="#{anchor}">{escape(heading)}</a>' for anchor, heading, _ in sections)
     made = f"{run_dir.resolve()} · report made {datetime.now():%Y-%m-%d %H:%M}"
+    failed = f'<p class="failed">The run failed: {escape(failure)}</p>\n' if failure else ""
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-        f'<h1>{escape(title)}</h1><p class="meta">{escape(made)}</p><nav>{nav}</nav>\n'
+        f'<h1>{escape(title)}</h1><p class="meta">{escape(made)}</p>{failed}<nav>{nav}</nav>\n'
         + "\n".join(_section(*section) for section in sections)
         + "\n</body></html>\n"
     )
@@ -621,12 +630,12 @@ def write_run_report(run_dir: str | Path, title: str | None = None, max_pictures
     return path
 
 
-def report_finished_run(run_dir: str | Path) -> Path | None:
+def report_finished_run(run_dir: str | Path, failure: str | None = None) -> Path | None:
     """Write the run's report from global rank 0 when its directory exists (also after a
-    crash, so the report shows what the run left); ``None`` elsewhere."""
+    crash, so the report shows what the run left, and ``failure``: why); ``None`` elsewhere."""
     if rank_zero_only.rank != 0 or not Path(run_dir).is_dir():
         return None
-    path = write_run_report(run_dir)
+    path = write_run_report(run_dir, failure=failure)
     log.info("report: %s", path)
     return path
 
