@@ -15,9 +15,10 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor
 
 from wsl.callbacks.run_config import RunConfigInCheckpoint
+from wsl.console import progress_bar_enabled, quiet_console
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
@@ -57,7 +58,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not loggers:  # Lightning refuses a learning-rate monitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        # only the checkpoints of conf/callbacks (no default one from Lightning)
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(plain_cfg)
@@ -75,6 +81,7 @@ def main(cfg: DictConfig) -> float | None:
 
     Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
     """
+    quiet_console()
     try:
         metrics = train(cfg)
     finally:
