@@ -39,10 +39,12 @@ def format_duration(seconds: float) -> str:
 class ProgressLog(pl.Callback):
     """Log ``epoch e/E step s/S``, the losses and metrics, the speed and an ETA.
 
-    A line every ``every_n_steps`` optimizer steps (the step-level training values) and one
-    at the end of each training epoch, after its validation (the epoch-level values:
-    training losses, validation losses and metrics). The ETA assumes the remaining steps
-    take as long as the ones done so far (validation included). Only global rank 0 logs.
+    A line every ``every_n_steps`` optimizer steps (the step values of the training
+    metrics logged with ``on_step``: ``train/loss`` for ``train/loss_step``) and one at the end
+    of each training epoch, after its validation (the epoch values: training losses and
+    metrics as averaged over the epoch, the validation losses and metrics, learning rates).
+    The ETA assumes the remaining steps take as long as the ones done so far (validation
+    included). Only global rank 0 logs.
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:
@@ -86,18 +88,20 @@ class ProgressLog(pl.Callback):
             return
         self._last_step = step
         metrics = {
-            name: value
+            name.removesuffix("_step"): value
             for name, value in trainer.callback_metrics.items()
-            if name.startswith("train/") and not name.endswith("_epoch")
+            if name.startswith("train/") and name.endswith("_step")
         }
         log.info("%s | %s", self._position(trainer), format_metrics(metrics))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        metrics = {
-            name: value
-            for name, value in trainer.callback_metrics.items()
+        metrics = {  # "x_epoch" replaces "x" (the last step's value of an on_step metric)
+            name.removesuffix("_epoch"): value
+            for name, value in sorted(
+                trainer.callback_metrics.items(), key=lambda item: item[0].endswith("_epoch")
+            )
             if not name.endswith("_step")
         }
         log.info("%s | end of epoch | %s", self._position(trainer), format_metrics(metrics))

@@ -1,4 +1,5 @@
-"""Write a test's results to the run directory from inside the test, on global rank 0.
+"""Log a test's results and write them to the run directory from inside the test, on global
+rank 0.
 
 Doing it in ``on_test_end`` (rather than after ``trainer.test`` returns) also works with
 ``ddp_spawn``, where the test runs in spawned processes whose module state never comes back.
@@ -55,7 +56,10 @@ def results_table(
     for name in classes:
         rows.append([name, *(_cell(per_class[c].get(name, math.nan)) for c in columns)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines = [
+        " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     final = " · ".join(f"{name} {_cell(value)}" for name, value in metrics.items())
     return "\n".join([f"per-class results on {split!r}:", *lines, f"final metrics: {final}"])
