@@ -1,6 +1,6 @@
 """wsl: weakly supervised object localization and detection on VOC-format data.
 
-``wsl.load(ckpt_path)`` (see :mod:`wsl.api`) is imported on first use, so ``import wsl``
+``wsl.load(ckpt_path)`` (see :mod:`wsl.detector`) is imported on first use, so ``import wsl``
 stays cheap. Importing ``wsl`` registers the config resolver ``wsl.or_default`` used in
 ``conf/hydra/default.yaml``.
 """
@@ -27,7 +27,7 @@ if not OmegaConf.has_resolver("wsl.or_default"):
 def __getattr__(name: str) -> Any:
     """Import :func:`wsl.api.load` lazily (torch and Lightning load only when it is used)."""
     if name == "load":
-        from wsl.api import load
+        from wsl.detector import load
 
         return load
     raise AttributeError(f"module 'wsl' has no attribute {name!r}")

@@ -185,8 +185,9 @@ class Detector:
         self.class_threshold = class_threshold
         self.selective_search_mode = selective_search_mode
         self.selective_search_max_side = selective_search_max_side
+        settings = run_cfg.data.get("proposal_filter")  # WSDDN's, as trained
         self.proposal_filter = ProposalFilter(
-            **OmegaConf.to_container(run_cfg.data.get("proposal_filter") or {})
+            **(OmegaConf.to_container(settings) if settings is not None else {})
         )
 
     def _proposals(self, image: Tensor) -> Proposals:
