@@ -10,11 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks.progress.progress_bar import get_standard_metrics
 
 from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
 from wsl.callbacks.progress_log import ProgressLog
 from wsl.callbacks.test_results_files import results_table
+from wsl.instantiate import instantiate_all
 from wsl.train import train
 
 NOISE = ("💡 Tip", "LeafSpec", "v_num", "Directory watcher", "No path found after")
@@ -132,3 +137,44 @@ def test_localizer_demo_keeps_last_and_newest_epoch(generated_root: Path, tmp_pa
         "callbacks.heatmaps.num_train_images=0", "callbacks.heatmaps.num_final_images=0",
     )  # fmt: skip
     assert found == ["checkpoints/epoch_001.ckpt", "checkpoints/last.ckpt"]
+
+
+def test_no_version_number_in_the_progress_bar() -> None:
+    """The default loggers (TensorBoard + visdom) give Lightning no version to show
+    ("v_num: None" before)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.output_dir=unused"])
+    trainer = Trainer(logger=instantiate_all(cfg.logger), enable_checkpointing=False)
+    assert get_standard_metrics(trainer) == {}
+
+
+@pytest.mark.parametrize("override", ["trainer.max_steps=7", "trainer.max_time=00:00:01:00"])
+def test_step_and_time_limits_need_no_plus(override: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[override])
+    key, value = override.split("=")
+    assert str(OmegaConf.select(cfg, key)) == value
+
+
+def test_help_starts_with_the_projects_own() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsl.train", "--help"],
+        cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("wsl: weakly supervised object localization")
+    assert text.index("python -m wsl.predict ckpt_path=") < text.index("== Configuration groups ==")
+    assert "experiment: localizer, localizer_demo" in text  # Hydra's list follows
+
+
+def test_make_help_shows_values() -> None:
+    result = subprocess.run(
+        ["make", "-s", "help", "TB_PORT=7007", "VISDOM_HOST=0.0.0.0"],
+        cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "$(" not in result.stdout
+    assert "serve TensorBoard over outputs/ at http://127.0.0.1:7007" in result.stdout
+    assert "visdom server at http://0.0.0.0:8097" in result.stdout
+    assert re.search(r"\n  TB_PORT += 7007\n", result.stdout)
