@@ -77,8 +77,6 @@ class TestResultsFiles(pl.Callback):
             split = trainer.datamodule.splits["test"]
             results = pl_module.test_results
             log.info("%s", results_table(results["metrics"], results["per_class"], split))
-            for path in write_test_files(
-                self.output_dir, pl_module.test_results, split, pl_module.class_names
-            ):
-                log.info("wrote %s", path)
+            paths = write_test_files(self.output_dir, results, split, pl_module.class_names)
+            log.info("wrote %s to %s", ", ".join(p.name for p in paths), self.output_dir)
         trainer.strategy.barrier("test_results_files")
