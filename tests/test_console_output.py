@@ -69,6 +69,7 @@ def test_progress_lines_without_a_terminal(localizer_console: dict) -> None:
     epoch_end = lines[1][2]
     assert epoch_end.startswith("end of epoch | ") and "val/loss" in epoch_end
     assert "val/mAP" in epoch_end and "train/loss_epoch" not in epoch_end
+    assert "train/mAP" in epoch_end  # logged by the module after the callbacks' epoch end
     assert "ETA 0:00:00" in text  # the last line: nothing left
     for groups in lines:
         assert groups[2] in log_text

@@ -54,6 +54,7 @@ class ProgressLog(pl.Callback):
         self._start_time = 0.0
         self._start_step = 0
         self._last_step = -1  # the step last logged (gradient accumulation: once per step)
+        self._epoch_position: str | None = None  # the ended epoch whose line is due
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start_time = time.monotonic()
@@ -95,7 +96,21 @@ class ProgressLog(pl.Callback):
         log.info("%s | %s", self._position(trainer), format_metrics(metrics))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        # Lightning runs this before the module's own on_train_epoch_end, which logs the
+        # epoch's training metrics: the line is written when the next epoch starts or
+        # training ends.
+        if trainer.is_global_zero:
+            self._epoch_position = self._position(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_epoch(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_epoch(trainer)
+
+    def _log_epoch(self, trainer: pl.Trainer) -> None:
+        """The line of the epoch that just ended, if not written yet."""
+        if self._epoch_position is None:
             return
         metrics = {  # "x_epoch" replaces "x" (the last step's value of an on_step metric)
             name.removesuffix("_epoch"): value
@@ -104,4 +119,5 @@ class ProgressLog(pl.Callback):
             )
             if not name.endswith("_step")
         }
-        log.info("%s | end of epoch | %s", self._position(trainer), format_metrics(metrics))
+        log.info("%s | end of epoch | %s", self._epoch_position, format_metrics(metrics))
+        self._epoch_position = None
