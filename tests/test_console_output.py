@@ -53,20 +53,16 @@ def test_run_directory_and_report_title_name_the_experiment(localizer_console: d
 
 
 def test_progress_lines_without_a_terminal(localizer_console: dict) -> None:
-    """Steps 1 and 2 (one batch per epoch on 12 train images), both epoch ends, in the
+    """Every step (two batches per epoch on 24 trainval images) and both epoch ends, in the
     console and in train.log alike."""
     text, log_text = localizer_console["text"], (localizer_console["run_dir"] / "train.log")
     log_text = log_text.read_text()
-    pattern = re.compile(r"epoch (\d)/2 step (\d)/2 · \d:\d\d:\d\d elapsed(?: · ETA \S+)? \| (.*)")
+    pattern = re.compile(r"epoch (\d)/2 step (\d)/4 · \d:\d\d:\d\d elapsed(?: · ETA \S+)? \| (.*)")
     lines = [m.groups() for m in pattern.finditer(text)]
-    assert [(epoch, step) for epoch, step, _ in lines] == [
-        ("1", "1"),
-        ("1", "1"),
-        ("2", "2"),
-        ("2", "2"),
-    ]
+    positions = [(epoch, step) for epoch, step, _ in lines]
+    assert positions == [("1", "1"), ("1", "2"), ("1", "2"), ("2", "3"), ("2", "4"), ("2", "4")]
     assert lines[0][2].startswith("train/loss ")
-    epoch_end = lines[1][2]
+    epoch_end = lines[2][2]
     assert epoch_end.startswith("end of epoch | ") and "val/loss" in epoch_end
     assert "val/mAP" in epoch_end and "train/loss_epoch" not in epoch_end
     assert "train/mAP" in epoch_end  # logged by the module after the callbacks' epoch end
