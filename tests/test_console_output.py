@@ -4,9 +4,11 @@ named by experiment; a run keeps exactly the checkpoints the README lists."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
 from wsl.callbacks.progress_log import ProgressLog
 from wsl.callbacks.test_results_files import results_table
+from wsl.console import quiet_console
 from wsl.instantiate import instantiate_all
 from wsl.train import train
 
@@ -175,3 +178,17 @@ def test_make_help_shows_values() -> None:
     assert "serve TensorBoard over outputs/ at http://127.0.0.1:7007" in result.stdout
     assert "visdom server at http://0.0.0.0:8097" in result.stdout
     assert re.search(r"\n  TB_PORT += 7007\n", result.stdout)
+
+
+def test_tips_dropped_and_warnings_as_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        quiet_console()
+        logging.getLogger("pytorch_lightning.utilities.rank_zero").info("💡 Tip: install more")
+        logging.getLogger("pytorch_lightning.utilities.rank_zero").info("GPU available: False")
+        warnings.warn("visdom went away", UserWarning, stacklevel=1)
+    assert caplog.messages[0] == "GPU available: False"
+    assert re.fullmatch(
+        r"UserWarning: visdom went away \(test_console_output\.py:\d+\)", caplog.messages[1]
+    )
+    assert len(caplog.messages) == 2

@@ -37,7 +37,7 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressLog(pl.Callback):
-    """Log ``epoch e/E step s/S``, the losses and metrics, the speed and an ETA.
+    """Log ``epoch e/E step s/S``, the elapsed time, an ETA, the losses and metrics.
 
     A line every ``every_n_steps`` optimizer steps (the step values of the training
     metrics logged with ``on_step``: ``train/loss`` for ``train/loss_step``) and one at the end
