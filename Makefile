@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Where `make data` / `make demo` put the generated VOC-layout data set (override: make demo DATA_ROOT=...).
 DATA_ROOT ?= outputs/datasets/generated
+# Where `make visdom` and `make tensorboard` listen (0.0.0.0: every interface, e.g. on a cluster node).
+VISDOM_HOST ?= 127.0.0.1
 VISDOM_PORT ?= 8097
+TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 PYTEST_ARGS ?=
 # Options of `python -m wsl.bench` for `make bench` (e.g. BENCH_ARGS="--quick --json bench.json").
@@ -15,8 +18,15 @@ BENCH_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint format data demo inspect bench tensorboard visdom clean
 
-help: ## list every target
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+# Variables `make help` shows (with their values) and expands in the targets' descriptions.
+HELP_VARS := PYTHON VENV DATA_ROOT TB_HOST TB_PORT VISDOM_HOST VISDOM_PORT PYTEST_ARGS BENCH_ARGS
+
+help: ## list every target and the variables (override any: make demo DATA_ROOT=...)
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
+		| sed $(foreach v,$(HELP_VARS),-e 's|$$($(v))|$($(v))|g') \
+		| awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "variables:"
+	@$(foreach v,$(HELP_VARS),printf "  %-12s = %s\n" "$(v)" "$($(v))";)
 
 $(STAMP): pyproject.toml constraints.txt build-constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,12 +64,13 @@ demo: data ## the main job on the generated data set: inspection pictures, Local
 bench: install ## WSDDN training step, data loader and VOC07 AP speed vs plain baselines (BENCH_ARGS="--quick --json PATH")
 	$(PY) -m wsl.bench $(BENCH_ARGS)
 
-tensorboard: install ## serve TensorBoard over outputs/ on port $(TB_PORT)
-	$(VENV)/bin/tensorboard --logdir outputs --port $(TB_PORT) --bind_all
+tensorboard: install ## serve TensorBoard over outputs/ at http://$(TB_HOST):$(TB_PORT) (stop: Ctrl-C)
+	$(VENV)/bin/tensorboard --logdir outputs --host $(TB_HOST) --port $(TB_PORT)
 
-visdom: install ## start a local visdom server on port $(VISDOM_PORT) (its web-UI files come once from npm)
+visdom: install ## run a visdom server at http://$(VISDOM_HOST):$(VISDOM_PORT) in the foreground (stop: Ctrl-C)
 	@$(PY) -m wsl.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
-	$(PY) -c "from visdom.server.run_server import main; main()" -port $(VISDOM_PORT) --hostname 127.0.0.1
+	@echo "visdom at http://$(VISDOM_HOST):$(VISDOM_PORT); stop it with Ctrl-C (runs log to it while it is up)"
+	$(PY) -c "from visdom.server.run_server import main; main()" -port $(VISDOM_PORT) --hostname $(VISDOM_HOST)
 
 clean: ## remove caches (keeps .venv and outputs/)
 	rm -rf .pytest_cache .ruff_cache

@@ -39,7 +39,8 @@ def test_and_write(
     """Run ``trainer.test``, writing the model's ``test_results`` to ``output_dir`` (see
     :class:`~wsl.callbacks.test_results_files.TestResultsFiles`); return the results."""
     trainer.callbacks.append(TestResultsFiles(output_dir))
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    # verbose=False: TestResultsFiles logs the results (Lightning's table would repeat them)
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
     return model.test_results or read_results(output_dir)
 

@@ -36,34 +36,31 @@ import logging
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
-from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.atomic import atomic_path
-from wsl.checkpoint import load_module, load_run_config
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
-from wsl.data.transforms import (
-    boxes_to_original,
-    build_transform,
-    continuous_to_inclusive,
-    inclusive_to_continuous,
-)
+from wsl.data.transforms import boxes_to_original, build_transform
 from wsl.data.voc import read_rgb
+from wsl.detector import (
+    Prediction,
+    load_model,
+    localizer_predictor,
+    resolve_device,
+    wsddn_predictor,
+)
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.evaluation.heatmap_boxes import heatmap_boxes
 from wsl.run_dir import RunDirError, ensure_writable
 from wsl.run_failure import reported_run
 from wsl.training.localizer_module import LocalizerModule
@@ -73,30 +70,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # compared case-insensitively
 DETECTIONS_FILE = "detections.json"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What a model found in one image; boxes in 0-based inclusive pixels of the image on disk."""
-
-    boxes: Tensor  # (K, 4) float x1, y1, x2, y2, best first
-    scores: Tensor  # (K,)
-    classes: Tensor  # (K,) int64
-    class_scores: Tensor | None = None  # (C,) image-level probabilities (Localizer)
-    heatmaps: Tensor | None = None  # (C, h, w) sigmoid of the score maps (Localizer)
-    predicted: tuple[int, ...] = ()  # classes whose heatmaps are drawn (Localizer)
-
-    def top(self, score_threshold: float, max_boxes: int | None) -> Prediction:
-        """The boxes scoring at least ``score_threshold``, at most ``max_boxes`` of them."""
-        keep = (self.scores >= score_threshold).nonzero().squeeze(1)[:max_boxes]
-        return Prediction(
-            self.boxes[keep], self.scores[keep], self.classes[keep],
-            self.class_scores, self.heatmaps, self.predicted,
-        )  # fmt: skip
-
-
-# (image path, uint8 3xHxW working image, (height, width) on disk) -> Prediction on that image
-Predictor = Callable[[Path, Tensor, tuple[int, int]], Prediction]
 
 
 class OutputDirError(RunDirError):
@@ -152,79 +125,6 @@ def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
         else:
             images.append(entry)
     return images, skipped
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU; anything else as ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_model(
-    ckpt_path: str | Path, device: torch.device
-) -> tuple[pl.LightningModule, DictConfig]:
-    """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config."""
-    run_cfg = load_run_config(ckpt_path)
-    return load_module(ckpt_path, run_cfg, map_location=device).eval(), run_cfg
-
-
-def localizer_predictor(
-    module: LocalizerModule, transform: Callable, class_threshold: float
-) -> Predictor:
-    """Boxes read off the heatmaps of the classes scoring at least ``class_threshold`` (the best
-    class when none does), with the module's ``box_config``."""
-
-    def predict_image(path: Path, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
-        size = (image.shape[1], image.shape[2])
-        inputs = transform(tv_tensors.Image(image)).as_subclass(Tensor)
-        output = module(inputs[None].to(module.device))
-        maps = output.score_maps[0].float()
-        scores = torch.sigmoid(output.logits[0].float()).cpu()
-        predicted = (scores >= class_threshold).nonzero().squeeze(1).tolist()
-        predicted = predicted or [int(scores.argmax())]
-        found = heatmap_boxes(maps, size, scores, module.box_config, classes=predicted)
-        heatmaps = torch.sigmoid(maps).cpu()
-        return Prediction(
-            found.boxes, found.scores, found.classes, scores, heatmaps, tuple(predicted)
-        )
-
-    return predict_image
-
-
-def wsddn_predictor(
-    module: WSDDNModule,
-    transform: Callable,
-    proposals: dict[Path, Proposals],
-    proposal_filter: ProposalFilter,
-) -> Predictor:
-    """WSDDN's detections among each image's filtered ``proposals``."""
-
-    def predict_image(path: Path, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
-        size = (image.shape[1], image.shape[2])
-        source = f"selective-search proposals of {path}"
-        kept = proposal_filter.apply(proposals[path], on_disk[1], on_disk[0], source)
-        # The proposals on the working image (the same rescaling, from disk to working size).
-        working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
-        continuous = inclusive_to_continuous(working)
-        sample = transform(
-            {
-                "image": tv_tensors.Image(image),
-                "proposals": tv_tensors.BoundingBoxes(continuous, format="XYXY", canvas_size=size),
-            }
-        )
-        inputs = sample["image"].as_subclass(Tensor)
-        batch = {
-            "image": inputs[None],
-            "proposals": [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))],
-            "proposal_scores": [None],
-            "original_size": [size],
-            "input_size": [(inputs.shape[1], inputs.shape[2])],
-        }
-        boxes, scores, classes = (t.cpu() for t in module.detect(batch)[0])
-        return Prediction(boxes, scores, classes)
-
-    return predict_image
 
 
 def search_proposals(

@@ -5,8 +5,9 @@ A sweep (``python -m wsl.train -m ...``) makes one job directory per run,
 as far as testing, the ``metrics.json`` that ``wsl.train`` writes. :func:`summarize_sweep`
 reads them all into one row per job (sorted by job number): ``job``, one column per override
 key (``model.optimizer.lr``, as written on the command line or by the sweeper), one column
-per final metric (full precision; empty where a job has none) and ``status``: ``ok`` or
-``failed: ...``. A job without a file still gets its row.
+per final metric (empty where a job has none) and ``status``: ``ok`` or ``failed: ...``. A
+job without a file still gets its row. ``summary.csv`` keeps the metrics at full precision;
+``summary.md`` rounds them to :data:`MD_DIGITS` significant digits for reading.
 
 :class:`SweepSummary` is the Hydra callback (``conf/hydra/default.yaml``) that writes the
 summary after every job of a sweep and once more at its end, so a sweep that stops at a
@@ -35,6 +36,8 @@ from omegaconf import DictConfig
 from wsl.atomic import atomic_path
 
 log = logging.getLogger(__name__)
+
+MD_DIGITS = 4  # significant digits of the metrics in summary.md
 
 
 @dataclass
@@ -72,11 +75,14 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(numbered, key=lambda p: int(p.name))
 
 
-def _cell(value: Any) -> str:
-    """A value as a table cell: floats at full precision, ``None`` (no value) empty."""
+def _cell(value: Any, digits: int | None = None) -> str:
+    """A value as a table cell: floats at full precision (or ``digits`` significant digits),
+    ``None`` (no value) empty."""
     if value is None:
         return ""
-    return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return repr(value) if digits is None else f"{value:.{digits}g}"
+    return str(value)
 
 
 def summarize_sweep(sweep_dir: str | Path) -> tuple[Path, Path]:
@@ -86,21 +92,24 @@ def summarize_sweep(sweep_dir: str | Path) -> tuple[Path, Path]:
     override_keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
     metric_names = list(dict.fromkeys(name for job in jobs for name in job.metrics))
     header = ["job", *override_keys, *metric_names, "status"]
-    table = [
-        [
-            str(job.job),
-            *(job.overrides.get(key, "") for key in override_keys),
-            *(_cell(job.metrics.get(name)) for name in metric_names),
-            job.status,
+
+    def table(digits: int | None) -> list[list[str]]:
+        return [
+            [
+                str(job.job),
+                *(job.overrides.get(key, "") for key in override_keys),
+                *(_cell(job.metrics.get(name), digits) for name in metric_names),
+                job.status,
+            ]
+            for job in jobs
         ]
-        for job in jobs
-    ]
+
     csv_path, md_path = sweep_dir / "summary.csv", sweep_dir / "summary.md"
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
-        writer.writerows(table)
-    lines = [header, ["---"] * len(header), *table]
+        writer.writerows(table(None))
+    lines = [header, ["---"] * len(header), *table(MD_DIGITS)]
     with atomic_path(md_path) as tmp:
         escaped = ([cell.replace("|", r"\|") for cell in line] for line in lines)
         tmp.write_text("".join(f"| {' | '.join(line)} |\n" for line in escaped))

@@ -15,10 +15,11 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor
 
 from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.checkpoint import StagedCheckpointIO, check_family
+from wsl.console import progress_bar_enabled, quiet_console
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.instantiate import instantiate_all
@@ -64,6 +65,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[StagedCheckpointIO()],  # checkpoints staged beside themselves, not in TMPDIR
+        # only the checkpoints of conf/callbacks (no default one from Lightning)
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+        enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(plain_cfg)
@@ -81,6 +85,7 @@ def main(cfg: DictConfig) -> float | None:
 
     Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
     """
+    quiet_console()
     with reported_run(cfg.paths.output_dir):
         metrics = train(cfg)
     log.info("final metrics: %s", metrics)

@@ -1,4 +1,5 @@
-"""Write a test's results to the run directory from inside the test, on global rank 0.
+"""Log a test's results and write them to the run directory from inside the test, on global
+rank 0.
 
 Doing it in ``on_test_end`` (rather than after ``trainer.test`` returns) also works with
 ``ddp_spawn``, where the test runs in spawned processes whose module state never comes back.
@@ -7,6 +8,8 @@ Doing it in ``on_test_end`` (rather than after ``trainer.test`` returns) also wo
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,34 @@ def write_test_files(
     return paths
 
 
+def _cell(value: float) -> str:
+    """A table cell: 4 decimals, ``-`` for NaN (a class without positives)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def results_table(
+    metrics: Mapping[str, float], per_class: Mapping[str, Mapping[str, float]], split: str
+) -> str:
+    """The per-class table (one row per class, one column per ``per_class`` entry) and the
+    final metrics, as plain text for the console and the log (files keep full precision)."""
+    columns = list(per_class)
+    classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
+    rows = [["class", *columns]]
+    for name in classes:
+        rows.append([name, *(_cell(per_class[c].get(name, math.nan)) for c in columns)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    final = " · ".join(f"{name} {_cell(value)}" for name, value in metrics.items())
+    return "\n".join([f"per-class results on {split!r}:", *lines, f"final metrics: {final}"])
+
+
 class TestResultsFiles(pl.Callback):
-    """After ``trainer.test``: write ``pl_module.test_results`` to ``output_dir``."""
+    """After ``trainer.test``: log the per-class table and final metrics, and write
+    ``pl_module.test_results`` to ``output_dir``."""
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
@@ -46,8 +75,8 @@ class TestResultsFiles(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             split = trainer.datamodule.splits["test"]
-            for path in write_test_files(
-                self.output_dir, pl_module.test_results, split, pl_module.class_names
-            ):
-                log.info("wrote %s", path)
+            results = pl_module.test_results
+            log.info("%s", results_table(results["metrics"], results["per_class"], split))
+            paths = write_test_files(self.output_dir, results, split, pl_module.class_names)
+            log.info("wrote %s to %s", ", ".join(p.name for p in paths), self.output_dir)
         trainer.strategy.barrier("test_results_files")

@@ -183,7 +183,7 @@ class VisdomLogger(Logger):
         warnings.warn(
             f"visdom server at {self.address} unreachable ({error}); carrying on without "
             "visdom. Start one with `make visdom` or set the visdom logger's server/port.",
-            stacklevel=3,
+            stacklevel=1,  # ours: the callers are Lightning's files
         )
 
     def _draw(self, method: str, **kwargs: Any) -> None:

@@ -27,7 +27,8 @@ import logging
 import math
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -404,6 +405,18 @@ def _pr_section(run_dir: Path, files: Path) -> str:
 # --- training curves -------------------------------------------------------------------
 
 
+@contextmanager
+def _quiet_tensorboard() -> Iterator[None]:
+    """Silence TensorBoard's INFO lines ("Directory watcher advancing ...") while reading."""
+    logger = logging.getLogger("tensorboard")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar of the run's TensorBoard event files: ``{tag: (steps, values)}``.
 
@@ -424,7 +437,8 @@ def read_scalars(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]
         events = EventAccumulator(
             str(folder), size_guidance={TENSORS: 1}, tensor_size_guidance={"scalars": 0}
         )
-        events.Reload()
+        with _quiet_tensorboard():
+            events.Reload()
         if "scalars" not in events.ActivePlugins():
             continue
         for tag in events.PluginTagToContent("scalars"):
@@ -587,6 +601,19 @@ def _section(anchor: str, heading: str, build: Callable[[], str]) -> str:
     return f'<section id="{anchor}"><h2>{escape(heading)}</h2>\n{body}\n</section>'
 
 
+def default_title(run_dir: Path) -> str:
+    """``<task> · <experiment> · <folder>`` from the run's ``.hydra`` files (``default`` when
+    no experiment was chosen); ``Run <folder>`` when they are missing or unreadable."""
+    hydra_dir = run_dir / ".hydra"
+    try:
+        task = OmegaConf.load(hydra_dir / "config.yaml").get("task_name")
+        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+    except (OSError, OmegaConfBaseException, ValueError):
+        return f"Run {run_dir.name}"
+    experiment = OmegaConf.select(hydra_cfg, "hydra.runtime.choices.experiment") or "default"
+    return " · ".join(str(part) for part in (task or "run", experiment, run_dir.name))
+
+
 def write_run_report(
     run_dir: str | Path,
     title: str | None = None,
@@ -595,7 +622,7 @@ def write_run_report(
 ) -> Path:
     """Write ``<run_dir>/report.html`` (atomically) and its ``report_files/``; return its path.
 
-    ``report_files/`` is rebuilt from scratch. ``title`` defaults to the folder's name.
+    ``report_files/`` is rebuilt from scratch. ``title`` defaults to :func:`default_title`.
     ``failure``: why the run failed, shown at the top of the page.
     """
     run_dir = Path(run_dir)
@@ -613,7 +640,7 @@ def write_run_report(
         ("pictures", "Pictures", lambda: _pictures_section(run_dir, files, max_pictures)),
         ("files", "Files", lambda: _files_section(run_dir)),
     )
-    title = title or f"Run {run_dir.name}"
+    title = title or default_title(run_dir)
     nav = "".join(f'<a href="#{anchor}">{escape(heading)}</a>' for anchor, heading, _ in sections)
     made = f"{run_dir.resolve()} · report made {datetime.now():%Y-%m-%d %H:%M}"
     failed = f'<p class="failed">The run failed: {escape(failure)}</p>\n' if failure else ""
@@ -643,8 +670,12 @@ def report_finished_run(run_dir: str | Path, failure: str | None = None) -> Path
 def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m wsl.reporting.run_report RUN_DIR [--title T] [--max-pictures N]``."""
     parser = argparse.ArgumentParser(description="Write report.html in a run directory.")
-    parser.add_argument("run_dir", help="a run's output directory (outputs/runs/train/<time>)")
-    parser.add_argument("--title", default=None, help="page title (default: the folder name)")
+    parser.add_argument(
+        "run_dir", help="a run's output directory (outputs/runs/train/<experiment>/<time>)"
+    )
+    parser.add_argument(
+        "--title", default=None, help="page title (default: task · experiment · folder name)"
+    )
     parser.add_argument("--max-pictures", type=int, default=12, help="sample pictures shown")
     args = parser.parse_args(argv)
     path = write_run_report(args.run_dir, args.title, args.max_pictures)

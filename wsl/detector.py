@@ -1,0 +1,253 @@
+"""A trained checkpoint as a detector: ``wsl.load(ckpt_path).detect(images)``.
+
+The per-image pipeline is shared with ``python -m wsl.predict``: the checkpoint's run config
+rebuilds the model and its eval transform; the Localizer reads boxes off the heatmaps of its
+predicted classes; WSDDN scores region proposals (given, or selective search computed on the
+image). Boxes come back in 0-based inclusive pixels of the image as given.
+
+    import wsl
+    detector = wsl.load("outputs/runs/train/wsddn_demo/<time>/checkpoints/last.ckpt")
+    for found in detector.detect(["a.jpg", pil_image, uint8_tensor]):
+        print(found.labels, found.scores, found.boxes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from wsl.checkpoint import load_module, load_run_config
+from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.data.selective_search import selective_search
+from wsl.data.transforms import (
+    boxes_to_original,
+    build_transform,
+    continuous_to_inclusive,
+    inclusive_to_continuous,
+)
+from wsl.data.voc import read_rgb
+from wsl.evaluation.heatmap_boxes import heatmap_boxes
+from wsl.training.localizer_module import LocalizerModule
+from wsl.training.wsddn_module import WSDDNModule
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model found in one image; boxes in 0-based inclusive pixels of the image."""
+
+    boxes: Tensor  # (K, 4) float x1, y1, x2, y2, best first
+    scores: Tensor  # (K,)
+    classes: Tensor  # (K,) int64
+    class_scores: Tensor | None = None  # (C,) image-level probabilities (Localizer)
+    heatmaps: Tensor | None = None  # (C, h, w) sigmoid of the score maps (Localizer)
+    predicted: tuple[int, ...] = ()  # classes whose heatmaps are drawn (Localizer)
+
+    def top(self, score_threshold: float, max_boxes: int | None) -> Prediction:
+        """The boxes scoring at least ``score_threshold``, at most ``max_boxes`` of them."""
+        keep = (self.scores >= score_threshold).nonzero().squeeze(1)[:max_boxes]
+        return Prediction(
+            self.boxes[keep], self.scores[keep], self.classes[keep],
+            self.class_scores, self.heatmaps, self.predicted,
+        )  # fmt: skip
+
+
+# (image key, uint8 3xHxW working image, (height, width) on disk) -> Prediction on the working
+# image; the key names the image (its path for predict)
+Predictor = Callable[[Hashable, Tensor, tuple[int, int]], Prediction]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(
+    ckpt_path: str | Path, device: torch.device
+) -> tuple[pl.LightningModule, DictConfig]:
+    """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config."""
+    run_cfg = load_run_config(ckpt_path)
+    return load_module(ckpt_path, run_cfg, map_location=device).eval(), run_cfg
+
+
+def localizer_predictor(
+    module: LocalizerModule, transform: Callable, class_threshold: float
+) -> Predictor:
+    """Boxes read off the heatmaps of the classes scoring at least ``class_threshold`` (the best
+    class when none does), with the module's ``box_config``."""
+
+    def predict_image(key: Hashable, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
+        size = (image.shape[1], image.shape[2])
+        inputs = transform(tv_tensors.Image(image)).as_subclass(Tensor)
+        output = module(inputs[None].to(module.device))
+        maps = output.score_maps[0].float()
+        scores = torch.sigmoid(output.logits[0].float()).cpu()
+        predicted = (scores >= class_threshold).nonzero().squeeze(1).tolist()
+        predicted = predicted or [int(scores.argmax())]
+        found = heatmap_boxes(maps, size, scores, module.box_config, classes=predicted)
+        heatmaps = torch.sigmoid(maps).cpu()
+        return Prediction(
+            found.boxes, found.scores, found.classes, scores, heatmaps, tuple(predicted)
+        )
+
+    return predict_image
+
+
+def wsddn_predictor(
+    module: WSDDNModule,
+    transform: Callable,
+    proposals: dict[Hashable, Proposals],
+    proposal_filter: ProposalFilter,
+) -> Predictor:
+    """WSDDN's detections among each image's filtered ``proposals`` (by image key; boxes in
+    pixels of the image on disk)."""
+
+    def predict_image(key: Hashable, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
+        size = (image.shape[1], image.shape[2])
+        source = f"selective-search proposals of {key}"
+        kept = proposal_filter.apply(proposals[key], on_disk[1], on_disk[0], source)
+        # The proposals on the working image (the same rescaling, from disk to working size).
+        working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
+        continuous = inclusive_to_continuous(working)
+        sample = transform(
+            {
+                "image": tv_tensors.Image(image),
+                "proposals": tv_tensors.BoundingBoxes(continuous, format="XYXY", canvas_size=size),
+            }
+        )
+        inputs = sample["image"].as_subclass(Tensor)
+        batch = {
+            "image": inputs[None],
+            "proposals": [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))],
+            "proposal_scores": [None],
+            "original_size": [size],
+            "input_size": [(inputs.shape[1], inputs.shape[2])],
+        }
+        boxes, scores, classes = (t.cpu() for t in module.detect(batch)[0])
+        return Prediction(boxes, scores, classes)
+
+    return predict_image
+
+
+ImageInput = str | Path | Image.Image | Tensor
+
+
+def as_uint8_image(image: ImageInput) -> Tensor:
+    """A uint8 3xHxW RGB tensor of a file path, a PIL image or a tensor (3xHxW, uint8 or
+    float in [0, 1])."""
+    if isinstance(image, str | Path):
+        return pil_to_tensor(read_rgb(Path(image)))
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image.convert("RGB"))
+    if isinstance(image, Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"an image tensor must be 3xHxW (RGB), got {tuple(image.shape)}")
+        if image.dtype == torch.uint8:
+            return image.cpu()
+        if image.is_floating_point():
+            return (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        raise ValueError(f"an image tensor must be uint8 or float in [0, 1], not {image.dtype}")
+    raise TypeError(f"cannot read an image from a {type(image).__name__}")
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The boxes found in one image, best first."""
+
+    boxes: Tensor  # (K, 4) float x1, y1, x2, y2: 0-based inclusive pixels of the input image
+    scores: Tensor  # (K,)
+    labels: list[str]  # class name of each box
+
+
+class Detector:
+    """A trained Localizer or WSDDN that finds boxes in images (build it with :func:`load`)."""
+
+    def __init__(
+        self,
+        module: pl.LightningModule,
+        run_cfg: DictConfig,
+        score_threshold: float = 0.05,
+        max_boxes: int | None = 10,
+        class_threshold: float = 0.5,
+        selective_search_mode: str = "fast",
+        selective_search_max_side: int | None = 500,
+    ) -> None:
+        if not isinstance(module, LocalizerModule | WSDDNModule):
+            raise TypeError(f"cannot detect with a {type(module).__name__}")
+        self.module = module
+        self.class_names = list(module.class_names)
+        self.transform = build_transform(**run_cfg.data.eval_transform)
+        self.score_threshold = score_threshold
+        self.max_boxes = max_boxes
+        self.class_threshold = class_threshold
+        self.selective_search_mode = selective_search_mode
+        self.selective_search_max_side = selective_search_max_side
+        settings = run_cfg.data.get("proposal_filter")  # WSDDN's, as trained
+        self.proposal_filter = ProposalFilter(
+            **(OmegaConf.to_container(settings) if settings is not None else {})
+        )
+
+    def _proposals(self, image: Tensor) -> Proposals:
+        """Selective search on ``image`` (uint8 3xHxW RGB), as ``wsl.predict`` computes it."""
+        bgr = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[:, :, ::-1])
+        return Proposals(
+            selective_search(bgr, self.selective_search_mode, self.selective_search_max_side)
+        )
+
+    @torch.no_grad()
+    def detect(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        proposals: Sequence[Any] | None = None,
+    ) -> list[Detections]:
+        """The detections of each image (one image or a list: paths, PIL images, tensors).
+
+        WSDDN scores ``proposals`` (one (K, 4) array of 0-based inclusive x1, y1, x2, y2
+        boxes per image) filtered as in its training run; without them, selective search is
+        computed on each image. The Localizer ignores ``proposals``.
+        """
+        if isinstance(images, str | Path | Image.Image | Tensor):
+            images = [images]
+        tensors = [as_uint8_image(image) for image in images]
+        if proposals is not None and len(proposals) != len(tensors):
+            raise ValueError(f"{len(proposals)} proposal sets for {len(tensors)} images")
+        if isinstance(self.module, LocalizerModule):
+            predictor = localizer_predictor(self.module, self.transform, self.class_threshold)
+        else:
+            found = {
+                i: self._proposals(image)
+                if proposals is None
+                else Proposals(np.asarray(proposals[i], dtype=np.float32).reshape(-1, 4))
+                for i, image in enumerate(tensors)
+            }
+            predictor = wsddn_predictor(self.module, self.transform, found, self.proposal_filter)
+        results = []
+        for i, image in enumerate(tensors):
+            size = (image.shape[1], image.shape[2])  # the input is the working image
+            prediction = predictor(i, image, size).top(self.score_threshold, self.max_boxes)
+            labels = [self.class_names[c] for c in prediction.classes.tolist()]
+            results.append(Detections(prediction.boxes, prediction.scores, labels))
+        return results
+
+
+def load(ckpt_path: str | Path, device: str = "auto", **settings: Any) -> Detector:
+    """The detector of a checkpoint written by ``python -m wsl.train`` (any model family).
+
+    ``device``: ``auto`` (the GPU when there is one), ``cpu``, ``cuda``, ...; ``settings`` go
+    to :class:`Detector` (``score_threshold``, ``max_boxes``, ``class_threshold``,
+    ``selective_search_mode``, ``selective_search_max_side``), with ``wsl.predict``'s defaults.
+    """
+    module, run_cfg = load_model(ckpt_path, resolve_device(device))
+    return Detector(module, run_cfg, **settings)
