@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -78,4 +79,7 @@ class RunDirCheck(Callback):
         self._check(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The sweep dir names the experiment through ${hydra:runtime.choices...}, which resolves
+        # only once HydraConfig holds the config; Hydra sets it only later in a multirun.
+        HydraConfig.instance().set_config(config)
         self._check(config.hydra.sweep.dir)
