@@ -93,6 +93,8 @@ def test_evaluate_matches_classes_by_name(
     assert result.returncode == 0, result.stderr
     warning = f"{listed} lists the checkpoint's classes in another order; labels are matched"
     assert warning in result.stdout
+    console = result.stdout + result.stderr  # evaluate's console is as quiet as train's
+    assert "💡 Tip" not in console and "LeafSpec" not in console
     trained = json.loads((tested_run / "metrics.json").read_text())
     evaluated = json.loads((out / "metrics.json").read_text())
     assert evaluated["metrics"] == pytest.approx(trained["metrics"], abs=1e-6)

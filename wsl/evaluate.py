@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from wsl.callbacks.test_results_files import TestResultsFiles
 from wsl.checkpoint import load_module, load_run_config
+from wsl.console import quiet_console
 from wsl.data.annotations import read_class_list
 from wsl.data.bad_input import DataError
 from wsl.data.voc import voc2007_dir
@@ -98,6 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
+    quiet_console()
     with reported_run(cfg.paths.output_dir):
         results = evaluate(cfg)
     for name, value in results["metrics"].items():

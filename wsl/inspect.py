@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from wsl.console import quiet_console
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.voc import VOCRecord, read_rgb
 from wsl.drawing import PALETTE, draw_boxes, save_png
@@ -80,6 +81,7 @@ def inspect(cfg: DictConfig) -> dict[str, Path]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="inspect")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.inspect``."""
+    quiet_console()
     inspect(cfg)
 
 

@@ -48,6 +48,7 @@ from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.atomic import atomic_path
+from wsl.console import quiet_console
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
@@ -280,6 +281,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
+    quiet_console()
     with reported_run(cfg.output_dir, report=False):
         summary = predict(cfg)
     print(
