@@ -37,6 +37,16 @@ def test_unwritable_run_dir_is_one_line(module: str, overrides: list[str], tmp_p
     assert blocker.read_text().startswith("a file")
 
 
+def test_unwritable_default_run_dir_is_one_line(tmp_path: Path) -> None:
+    # The default run dir names the experiment (${hydra:runtime.choices.experiment}).
+    blocker = tmp_path / "outputs"
+    blocker.write_text("")
+    result = command("wsl.train", "experiment=localizer_demo", f"paths.log_dir={blocker}")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{RUN_DIR_ERROR} {blocker}/runs/train/localizer_demo/" in result.stderr
+
+
 def test_unwritable_sweep_dir_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "outputs"
     blocker.write_text("")

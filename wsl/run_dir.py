@@ -75,11 +75,12 @@ class RunDirCheck(Callback):
             print(f"Error: {error}", file=sys.stderr)
             sys.exit(1)
 
+    # The run and sweep dirs name the experiment through ${hydra:runtime.choices...}, which
+    # resolves only once HydraConfig holds the config; Hydra sets it only after these hooks.
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)
         self._check(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # The sweep dir names the experiment through ${hydra:runtime.choices...}, which resolves
-        # only once HydraConfig holds the config; Hydra sets it only later in a multirun.
         HydraConfig.instance().set_config(config)
         self._check(config.hydra.sweep.dir)
