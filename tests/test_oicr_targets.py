@@ -90,8 +90,9 @@ def test_nothing_above_the_overlap_threshold_leaves_only_the_seed() -> None:
 
 
 def test_scores_are_clamped_like_the_authors() -> None:
-    t = oicr_targets(BOXES[:1], torch.tensor([[1.0]]), torch.tensor([1.0]))
-    assert t.weights.item() == pytest.approx(1 - 1e-9) and t.weights.dtype == torch.float32
+    """A seed scoring 0 weighs 1e-9 (the clamp of ``OICR``), not 0."""
+    t = oicr_targets(BOXES[:2], torch.tensor([[0.0], [0.0]]), torch.tensor([1.0]))
+    assert t.weights.tolist() == pytest.approx([1e-9, 1e-9]) and t.weights.dtype == torch.float32
 
 
 def test_image_without_positive_class_adds_nothing() -> None:

@@ -46,6 +46,8 @@ def test_top_ranking_keeps_the_highest_kmeans_cluster() -> None:
     scores = torch.tensor([0.9, 0.85, 0.1, 0.12, 0.5, 0.52, 0.11])
     assert top_ranking(scores).tolist() == [0, 1]
     assert top_ranking(torch.tensor(CLASS_SCORES)).tolist() == list(range(12))
+    # seeds 1.0, 0, 0.5 first put 0.74 with 0.5; Lloyd's steps move it to the top cluster
+    assert top_ranking(torch.tensor([0.0, 0.45, 0.5, 0.74, 0.76, 1.0])).tolist() == [3, 4, 5]
     assert top_ranking(torch.tensor([0.3, 0.7])).tolist() == [1]  # fewer scores than clusters
     assert top_ranking(torch.tensor([0.4, 0.4, 0.4, 0.4])).tolist() == [0, 1, 2, 3]
 
