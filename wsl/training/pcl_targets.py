@@ -36,6 +36,7 @@ differ where several local optima are close.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,21 +106,22 @@ def graph_centres(
     for c in present_classes(image_labels):
         pool = available.nonzero().flatten()
         nodes = pool[top_ranking(prob[pool, c], num_kmeans_clusters)]
-        node_scores = prob[nodes, c]
+        node_scores = prob[nodes, c].numpy()
         node_boxes = corners[nodes.numpy()]
-        iou = voc_iou(node_boxes[:, None], node_boxes[None])
-        graph = torch.from_numpy(iou > graph_iou_threshold)
+        graph = voc_iou(node_boxes[:, None], node_boxes[None]) > graph_iou_threshold  # (K, K)
+        degree = graph.sum(axis=1)  # the diagonal counts: a node is its own neighbour
+        alive = np.ones(len(nodes), dtype=bool)  # nodes still in the graph
         picked: list[int] = []
         picked_scores: list[float] = []
         remaining = len(nodes)
-        while True:
-            degree = graph.sum(dim=1)
-            node = len(degree) - 1 - int(degree.flip(0).argmax())  # the last of the maxima
-            neighbours = graph[node].clone()
+        while True:  # numpy: a few hundred rounds of small steps, where torch's overhead shows
+            candidates = np.where(alive, degree, -1)[::-1]
+            node = len(degree) - 1 - int(candidates.argmax())  # the last of the maxima
+            neighbours = graph[node] & alive
             picked.append(node)
             picked_scores.append(float(node_scores[neighbours].max()))
-            graph[:, neighbours] = False
-            graph[neighbours, :] = False
+            alive &= ~neighbours  # the code zeroes their rows and columns of the graph
+            degree -= graph[neighbours].sum(axis=0)  # the graph is symmetric
             remaining -= int(neighbours.sum())
             if remaining <= STOP_REMAINING:
                 break
