@@ -96,3 +96,30 @@ def test_pcl_targets_assign_every_proposal_to_its_nearest_centre() -> None:
     expected = [0.95] * 4 + [0.93] * 3 + [0.0] * 5 + [0.95, 0.0, 0.0, 0.93, 0.95, 0.0]
     assert t.weights.tolist() == pytest.approx(expected)
     assert t.centre_boxes.tolist() == [BOXES[3].tolist(), BOXES[6].tolist()]
+
+
+@pytest.mark.parametrize(
+    ("lefts", "centres"),
+    [
+        # degrees 1 2 3 3 3 4 3 3 2 2: node 5 takes {4,5,6,7}; 6 remain; node 3 drops to
+        # degree 2 (4 is gone), so node 2 (degree 3) is next and takes {1,2,3}: 3 remain, stop
+        ([1, 9, 13, 17, 20, 22, 25, 26, 34, 38], [5, 2]),
+        # degrees 2 2 1 1 3 3 4 4 3 3: node 7 (last of the 4s) takes {6,7,8,9}; node 6, gone,
+        # keeps an edge to 4 and 5 but is no candidate: of degrees 2 (0, 1, 4, 5) the last, 5
+        ([0, 3, 10, 17, 26, 28, 29, 33, 36, 37], [7, 5]),
+    ],
+)
+def test_degrees_follow_the_nodes_that_leave_the_graph(
+    lefts: list[int], centres: list[int]
+) -> None:
+    """10x10 boxes side by side: ``[x, 0, x + 9, 9]`` and ``[x + d, ...]`` have IoU
+    ``(10 - d) / (10 + d)``, above 0.4 for ``d`` ≤ 4 (6/14) and below for 5 (5/15). Node ``i``
+    scores ``0.9 + 0.005 i``; six far boxes score 0.3 and 0.01 (the lower k-means clusters)."""
+    boxes = [[x, 0, x + 9, 9] for x in lefts] + [
+        [200 + 20 * i, 100, 209 + 20 * i, 109] for i in range(6)
+    ]
+    scores = [0.9 + 0.005 * i for i in range(10)] + [0.3, 0.3, 0.3, 0.01, 0.01, 0.01]
+    indices, _, _ = graph_centres(
+        torch.tensor(boxes, dtype=torch.float32), scores_for(scores), torch.tensor([1.0])
+    )
+    assert indices.tolist() == centres
