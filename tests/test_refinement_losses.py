@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wsl.training.oicr_targets import ProposalTargets
-from wsl.training.refinement_losses import oicr_loss, pcl_loss
+from wsl.training.refinement_losses import oicr_loss, pcl_loss, stream_losses
 
 PROBS = [
     [0.2, 0.5, 0.3],
@@ -82,6 +82,51 @@ def test_pcl_loss_clamps_and_skips_empty_clusters() -> None:
     t = targets([0, 1], [0.5, 0.7], [-1, 0], [1, 1])  # centre 1 has no member
     expected = -(0.5 * math.log(1e-9) + 0.7 * math.log(1e-9)) / 2
     assert pcl_loss(probs, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+# two images: 0 has boxes 0-2 and class 0, 1 has boxes 3-4 and class 1
+BATCH_BOXES = torch.tensor(
+    [[0.0, 0, 9, 9], [0, 0, 9, 4], [50, 50, 59, 59], [0, 0, 9, 9], [100, 100, 109, 109]]
+)
+REGION_IMAGE = torch.tensor([0, 0, 0, 1, 1])
+WSDDN_SCORES = torch.tensor([[0.6, 0.0], [0.2, 0.0], [0.1, 0.0], [0.0, 0.1], [0.0, 0.5]])
+STREAM_PROBS = [
+    torch.tensor(
+        [[0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.3, 0.3, 0.4]]
+    ),
+    torch.tensor(
+        [[0.1, 0.8, 0.1], [0.3, 0.6, 0.1], [0.5, 0.25, 0.25], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]]
+    ),
+]
+IMAGE_LABELS = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_stream_losses_chain_the_streams_over_a_batch() -> None:
+    """Image 0: box 1 overlaps box 0 by 0.5, box 2 nothing (ignored); image 1: box 3 is disjoint
+    from box 4 (ignored). Stream 0's seeds are WSDDN's (weights 0.6, 0.5), stream 1's are stream
+    0's, background dropped (box 0 scores 0.7 for class 0, box 4 0.4 for class 1)."""
+    losses = stream_losses(
+        "oicr", BATCH_BOXES, REGION_IMAGE, WSDDN_SCORES, STREAM_PROBS, IMAGE_LABELS
+    )
+    eps = 1e-6
+    first = (
+        -(0.6 * math.log(0.7 + eps) + 0.6 * math.log(0.4 + eps)) / 3 - 0.5 * math.log(0.4 + eps) / 2
+    ) / 2
+    second = (
+        -(0.7 * math.log(0.8 + eps) + 0.7 * math.log(0.6 + eps)) / 3 - 0.4 * math.log(0.8 + eps) / 2
+    ) / 2
+    assert losses.tolist() == pytest.approx([first, second], rel=1e-6)
+
+
+def test_stream_losses_with_pcl_clusters() -> None:
+    """Each image's top k-means cluster is its best box alone: clusters {0, 1} and {4}."""
+    losses = stream_losses(
+        "pcl", BATCH_BOXES, REGION_IMAGE, WSDDN_SCORES, STREAM_PROBS[:1], IMAGE_LABELS
+    )
+    expected = (-1.2 * math.log((0.7 + 0.4) / 2) / 3 - 0.5 * math.log(0.4) / 2) / 2
+    assert losses.tolist() == pytest.approx([expected], rel=1e-6)
+    with pytest.raises(ValueError, match="unknown refinement method 'wsddn'"):
+        stream_losses("wsddn", BATCH_BOXES, REGION_IMAGE, WSDDN_SCORES, STREAM_PROBS, IMAGE_LABELS)
 
 
 def test_shapes_are_checked() -> None:
