@@ -5,14 +5,18 @@
 normalised by the number R of proposals, as the authors' code. The authors sum the K streams'
 losses with the MIL (WSDDN) loss (pcl.pytorch ``lib/modeling/model_builder.py``; the Caffe
 prototxt: ``loss_weight: 1`` each; pcl.pytorch master also weighs stream 0 by 3).
+:func:`stream_losses` runs the whole chain for a batch of images, as ``WSDDN`` gives it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
-from wsl.training.oicr_targets import ProposalTargets
+from wsl.training.oicr_targets import ProposalTargets, oicr_targets
+from wsl.training.pcl_targets import pcl_targets
 
 OICR_EPS = 1e-6  # OICRLosses: log(prob + eps)
 PCL_EPS = 1e-9  # PCLLosses: probabilities clamped to at least eps before the log
@@ -54,6 +58,49 @@ def pcl_loss(probs: Tensor, targets: ProposalTargets) -> Tensor:
     used = count > 0
     loss = loss - (weight_sum[used] * (prob_sum[used] / count[used]).log()).sum()
     return loss / max(len(probs), 1)
+
+
+TargetsFn = Callable[[Tensor, Tensor, Tensor], ProposalTargets]
+LossFn = Callable[[Tensor, ProposalTargets], Tensor]
+METHODS: dict[str, tuple[TargetsFn, LossFn]] = {
+    "oicr": (oicr_targets, oicr_loss),
+    "pcl": (pcl_targets, pcl_loss),
+}
+
+
+def stream_losses(
+    method: str,
+    boxes: Tensor,
+    region_image: Tensor,
+    region_scores: Tensor,
+    stream_probs: Sequence[Tensor],
+    labels: Tensor,
+) -> Tensor:
+    """(K,) the loss of each refinement stream, the mean over the batch's N images.
+
+    ``method``: "oicr" or "pcl". ``boxes`` (R, 4), ``region_image`` (R,), ``region_scores``
+    (R, C): the proposals and ``WSDDNOutput``'s fields (regions grouped by image, in image
+    order); ``stream_probs``: the K (R, C + 1) outputs of ``RefinementHeads``; ``labels`` (N, C).
+    Stream 0 learns from ``region_scores``, stream k from stream k - 1's probabilities without
+    the background column, detached (the authors' pseudo labels are numpy constants). The
+    authors' batch is one image per GPU (Detectron averages the GPUs' losses): here the
+    per-image losses are averaged. Custom thresholds: call the targets and loss functions.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown refinement method {method!r}; choose one of {list(METHODS)}")
+    make_targets, loss_fn = METHODS[method]
+    counts = torch.bincount(region_image, minlength=len(labels)).tolist()
+    previous = [region_scores, *(p[:, 1:] for p in stream_probs[:-1])]
+    losses = []
+    for prev, probs in zip(previous, stream_probs, strict=True):
+        per_image = [
+            loss_fn(p, make_targets(b, s.detach(), y))
+            for b, s, p, y in zip(
+                boxes.split(counts), prev.split(counts), probs.split(counts), labels, strict=True
+            )
+        ]
+        losses.append(torch.stack(per_image).mean())
+    return torch.stack(losses)
 
 
 def _check(probs: Tensor, targets: ProposalTargets) -> None:
