@@ -25,8 +25,10 @@ PCL_EPS = 1e-9  # PCLLosses: probabilities clamped to at least eps before the lo
 def oicr_loss(probs: Tensor, targets: ProposalTargets) -> Tensor:
     """Weighted cross-entropy ``mean_r -w_r log(p_r[y_r] + 1e-6)`` over the R proposals.
 
-    pcl.pytorch ``lib/model/pcl/pcl.py``: ``OICRLosses.forward`` (the Caffe original is a
-    ``WeightedSoftmaxWithLoss`` layer on the logits, the same terms).
+    pcl.pytorch ``lib/model/pcl/pcl.py``: ``OICRLosses.forward``. The Caffe original
+    (ppengtang/caffe ``weighted_softmax_loss_layer.cpp``) has the same terms, divided by the
+    number of proposals with a weight above 1e-12 (``VALID`` normalisation): R as well, since
+    its OICR layer ignores no proposal.
     """
     _check(probs, targets)
     picked = probs.gather(1, targets.labels[:, None]).squeeze(1)
