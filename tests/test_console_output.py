@@ -81,6 +81,7 @@ def test_final_table_and_no_noise(localizer_console: dict) -> None:
     for name in ("circle", "square", "triangle", "cross"):
         assert re.search(rf"\n{name} +\| \d\.\d{{4}} \|", table)
     assert re.search(r"final metrics: mAP \d\.\d{4} · ", table)
+    assert text.count("final metrics") == 1  # once, rounded (not again as a raw dict)
     assert "Test metric" not in text  # Lightning's own table would repeat ours
     for noise in NOISE:
         assert noise not in text

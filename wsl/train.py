@@ -88,7 +88,6 @@ def main(cfg: DictConfig) -> float | None:
     quiet_console()
     with reported_run(cfg.paths.output_dir):
         metrics = train(cfg)
-    log.info("final metrics: %s", metrics)
     name = cfg.get("optimized_metric")
     if name is None:
         return None
