@@ -131,7 +131,7 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
         path.write_bytes(b"half a checkpoint")
     ckpt = train_checkpoint(generated_root, run, *LOCALIZER)
     assert sorted(p.name for p in ckpt.parent.iterdir()) == sorted(
-        ["last.ckpt", "epoch=0-step=3.ckpt", "notes.partial", "mine.txt"]
+        ["last.ckpt", "notes.partial", "mine.txt"]  # no Lightning default checkpoint
     )
     assert load_run_config(ckpt).model._target_.endswith("LocalizerModule")
     # Resuming removes the partial beside the checkpoint resumed from.
