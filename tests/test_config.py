@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import CONF_DIR
 from wsl.inspect import inspect
-from wsl.run_dir import RunDirError
+from wsl.runtime.run_dir import RunDirError
 from wsl.train import train
 
 ROOT = CONF_DIR.parent

@@ -23,8 +23,8 @@ from wsl.data.annotations import read_class_list
 from wsl.data.bad_input import DataError
 from wsl.data.voc import voc2007_dir
 from wsl.evaluation.results_files import read_results
-from wsl.instantiate import instantiate_all
-from wsl.run_failure import reported_run
+from wsl.runtime.instantiate import instantiate_all
+from wsl.runtime.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,6 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
@@ -61,8 +60,9 @@ from wsl.detector import (
     wsddn_predictor,
 )
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.run_dir import RunDirError, ensure_writable
-from wsl.run_failure import reported_run
+from wsl.runtime.atomic import atomic_path
+from wsl.runtime.run_dir import RunDirError, ensure_writable
+from wsl.runtime.run_failure import reported_run
 from wsl.training.localizer_module import LocalizerModule
 from wsl.training.wsddn_module import WSDDNModule
 

@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 #: The visdom version whose ``download_scripts`` list :data:`ASSETS` reproduces.
 VISDOM_VERSION = "0.2.4"

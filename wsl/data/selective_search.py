@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import Proposals
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

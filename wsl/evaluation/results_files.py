@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 
 def _plain(value: Any) -> Any:

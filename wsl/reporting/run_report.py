@@ -47,7 +47,7 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import (
 )
 from tensorboard.util.tensor_util import make_ndarray
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 
 class RunDirError(OSError):
