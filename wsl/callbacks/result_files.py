@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 
 from wsl.evaluation.results_files import write_ap_chart, write_results
 from wsl.evaluation.voc_detection import write_devkit_results
-from wsl.reporting.run_report import write_pr_curves
+from wsl.reporting.pr_curves import write_pr_curves
 
 log = logging.getLogger(__name__)
 
