@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 
 from wsl.runtime.atomic import atomic_path
 
+# Shown for a value that is null/NaN (undefined, e.g. a class without positives).
+DASH = "\N{EN DASH}"
 # Training-curve panels, left to right.
 PANELS = ("loss", "mAP")
 
@@ -47,7 +49,7 @@ def bar_chart(
         largest = max([largest, *widths])
         offset = (i - (len(series) - 1) / 2) * height
         bars = axes.barh(rows + offset, widths, height, label=name)
-        texts = ["\N{EN DASH}" if _undefined(v) else f"{v:.3f}" for v in row]
+        texts = [DASH if _undefined(v) else f"{v:.3f}" for v in row]
         axes.bar_label(bars, labels=texts, padding=2, fontsize=7)
         defined = [w for v, w in zip(row, widths, strict=True) if not _undefined(v)]
         if defined:

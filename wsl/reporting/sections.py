@@ -17,6 +17,7 @@ from urllib.parse import quote
 from omegaconf import OmegaConf
 
 from wsl.reporting.figures import (
+    DASH,
     bar_chart,
     chart_text,
     panel,
@@ -37,8 +38,6 @@ from wsl.reporting.run_files import (
 
 log = logging.getLogger(__name__)
 
-# Shown for a value that is null/NaN (undefined, e.g. a class without positives).
-DASH = "\N{EN DASH}"
 # Settings shown at the top (dotted keys, as given on the command line); absent ones are
 # left out, so the same list serves `wsl.train`, `wsl.evaluate` and `wsl.inspect` runs.
 KEY_SETTINGS = (
