@@ -68,7 +68,7 @@ tensorboard: install ## serve TensorBoard over outputs/ at http://$(TB_HOST):$(T
 	$(VENV)/bin/tensorboard --logdir outputs --host $(TB_HOST) --port $(TB_PORT)
 
 visdom: install ## run a visdom server at http://$(VISDOM_HOST):$(VISDOM_PORT) in the foreground (stop: Ctrl-C)
-	@$(PY) -m wsl.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
+	@$(PY) -m wsl.loggers.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
 	@echo "visdom at http://$(VISDOM_HOST):$(VISDOM_PORT); stop it with Ctrl-C (runs log to it while it is up)"
 	$(PY) -c "from visdom.server.run_server import main; main()" -port $(VISDOM_PORT) --hostname $(VISDOM_HOST)
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import CONF_DIR
 from wsl.inspect import inspect
-from wsl.run_dir import RunDirError
+from wsl.runtime.run_dir import RunDirError
 from wsl.train import train
 
 ROOT = CONF_DIR.parent
@@ -61,8 +61,8 @@ def test_root_config_has_every_group() -> None:
         ("data.num_workers=3", 3),
         ("data.difficult_labels=ignore", "ignore"),
         ("data.on_error=skip", "skip"),
-        ("data.proposals.source=selective_search", "selective_search"),
-        ("data.proposals.selective_search.mode=quality", "quality"),
+        ("data.proposals.test_mat=/x/test.mat", "/x/test.mat"),
+        ("data.proposals.box_layout=xyxy", "xyxy"),
         ("data.proposal_filter.max_per_image=123", 123),
         ("trainer.max_epochs=3", 3),
     ],

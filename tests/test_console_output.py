@@ -20,9 +20,9 @@ from pytorch_lightning.callbacks.progress.progress_bar import get_standard_metri
 from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
 from wsl.callbacks.progress_log import ProgressLog
-from wsl.callbacks.test_results_files import results_table
-from wsl.console import quiet_console
-from wsl.instantiate import instantiate_all
+from wsl.callbacks.result_files import results_table
+from wsl.runtime.console import quiet_console
+from wsl.runtime.instantiate import instantiate_all
 from wsl.train import train
 
 NOISE = ("💡 Tip", "LeafSpec", "v_num", "Directory watcher", "No path found after")

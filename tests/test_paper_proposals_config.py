@@ -11,11 +11,7 @@ import scipy.io
 
 from tests.test_config import compose_cfg
 
-SELECTIVE_SEARCH = [
-    "data.proposals.trainval_mat=${data.root}/selective_search_data/voc_2007_trainval.mat",
-    "data.proposals.test_mat=${data.root}/selective_search_data/voc_2007_test.mat",
-    "model.net.use_proposal_scores=false",
-]
+SELECTIVE_SEARCH = ["data/proposals=mat", "model.net.use_proposal_scores=false"]
 
 
 def write_edgeboxes(root: Path) -> None:
@@ -42,7 +38,7 @@ def test_paper_configs_use_edgeboxes_with_scores(
     cfg = compose_cfg("train", [f"experiment={experiment}", f"data.root={data_copy}"], tmp_path)
     assert cfg.model.net.use_proposal_scores is True
     edgeboxes = str(data_copy / "edgeboxes" / "EdgeBoxesVOC2007{}.mat")
-    assert dict(cfg.data.proposals.mat_files) == {
+    assert hydra.utils.instantiate(cfg.data.proposals).files == {
         "train": edgeboxes.format("trainval"),
         "val": edgeboxes.format("trainval"),
         "trainval": edgeboxes.format("trainval"),
@@ -64,7 +60,6 @@ def test_selective_search_override_gives_the_ablation_row(tmp_path: Path) -> Non
     cfg = compose_cfg("train", ["experiment=wsddn_paper", *SELECTIVE_SEARCH], tmp_path)
     assert cfg.model.net.use_proposal_scores is False
     root = cfg.data.root
-    assert (
-        cfg.data.proposals.mat_files.train == f"{root}/selective_search_data/voc_2007_trainval.mat"
-    )
-    assert cfg.data.proposals.mat_files.test == f"{root}/selective_search_data/voc_2007_test.mat"
+    files = hydra.utils.instantiate(cfg.data.proposals).files
+    assert files["train"] == f"{root}/selective_search_data/voc_2007_trainval.mat"
+    assert files["test"] == f"{root}/selective_search_data/voc_2007_test.mat"

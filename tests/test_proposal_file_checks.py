@@ -14,7 +14,7 @@ from tests.test_config import compose_cfg
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCProposalsDataModule
-from wsl.data.proposals import MatProposals, ProposalFilter
+from wsl.data.proposals import MatProposalFiles, MatProposals, ProposalFilter
 from wsl.data.voc import VOCIndex
 from wsl.train import train
 
@@ -44,14 +44,13 @@ def index(root: Path, on_error: str, box_layout: str = "yxyx") -> VOCIndex:
 
 def datamodule(root: Path, on_error: str = "raise") -> VOCProposalsDataModule:
     mat = str(trainval_mat(root))
-    files = {"train": mat, "val": mat, "trainval": mat, "test": mat.replace("trainval", "test")}
     return VOCProposalsDataModule(
         root=str(root),
         train_split="train",
         val_split="val",
         on_error=on_error,
         batch_size=2,
-        proposals={"source": "mat", "mat_files": files, "box_layout": "yxyx"},
+        proposals=MatProposalFiles(mat, mat.replace("trainval", "test"), on_error=on_error),
         proposal_filter={"min_size": 4},
     )
 

@@ -18,15 +18,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tests.conftest import CONF_DIR
 from wsl.evaluation.results_files import write_results
 from wsl.evaluation.voc_detection import ClassAP, voc_ap
-from wsl.reporting.run_report import (
-    DASH,
-    curve_points,
-    main,
-    pick_pictures,
-    read_scalars,
-    write_pr_curves,
-    write_run_report,
-)
+from wsl.reporting.figures import DASH
+from wsl.reporting.pr_curves import curve_points, write_pr_curves
+from wsl.reporting.run_files import pick_pictures, read_scalars
+from wsl.reporting.run_report import main, write_run_report
 
 OVERRIDES = ["experiment=localizer_demo", "trainer.max_epochs=3"]
 ODD_CLASS = "<b>cat</b> & co"

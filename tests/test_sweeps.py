@@ -23,7 +23,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
 from wsl.data.generate import generate_voc
-from wsl.sweep_summary import SweepSummary, main, summarize_sweep
+from wsl.reporting.sweep_summary import SweepSummary, main, summarize_sweep
 from wsl.train import main as train_main
 
 ROOT = CONF_DIR.parent

@@ -13,7 +13,7 @@ from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule, VOCProposalsDataModule
 from wsl.data.dataset import VOCDataset
-from wsl.data.proposals import MatProposals, ProposalFilter
+from wsl.data.proposals import MatProposalFiles, MatProposals, ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import VOCIndex
 
@@ -24,13 +24,9 @@ def mat_proposals(root: Path, split: str = "trainval") -> MatProposals:
     return MatProposals(str(root / "selective_search_data" / f"voc_2007_{split}.mat"))
 
 
-def proposals_config(root: Path) -> dict:
+def proposals_config(root: Path) -> MatProposalFiles:
     mat = str(root / "selective_search_data" / "voc_2007_{}.mat")
-    files = {
-        s: mat.format("test" if s == "test" else "trainval")
-        for s in ("train", "val", "trainval", "test")
-    }
-    return {"source": "mat", "mat_files": files, "box_layout": "yxyx"}
+    return MatProposalFiles(mat.format("trainval"), mat.format("test"), box_layout="yxyx")
 
 
 def test_index_reads_every_image_of_the_split_once(generated_root: Path) -> None:

@@ -27,8 +27,8 @@ from wsl.callbacks.histograms import ParameterHistograms, resolve_layers
 from wsl.callbacks.periodic_evaluation import PeriodicDetectionEvaluation, fixed_subset
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.drawing import PALETTE
-from wsl.instantiate import instantiate_all
 from wsl.loggers.visdom_logger import VisdomLogger
+from wsl.runtime.instantiate import instantiate_all
 
 MISSED_CLASS = 1  # the "mistakes" detector never finds it: AP 0
 FP_CLASS = 0  # ... and gives it one false positive per GT, scored above every true one: AP 0.5

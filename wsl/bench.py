@@ -40,7 +40,6 @@ from typing import Any
 
 import torch
 
-from wsl.atomic import atomic_path
 from wsl.benchmarks.data_loader import (
     LoaderResult,
     generate_loader_data,
@@ -54,6 +53,7 @@ from wsl.benchmarks.training import (
     TrainWork,
     measure_training_in_subprocess,
 )
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from wsl.atomic import atomic_path
 from wsl.callbacks.run_config import CHECKPOINT_KEY
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

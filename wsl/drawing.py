@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import ImageColor, ImageDraw, ImageFont
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 # A TrueType font that ships with matplotlib, so labels scale with the image.
 FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")

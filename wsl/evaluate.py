@@ -17,15 +17,15 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, open_dict
 
-from wsl.callbacks.test_results_files import TestResultsFiles
+from wsl.callbacks.result_files import ResultFiles
 from wsl.checkpoint import load_module, load_run_config
-from wsl.console import quiet_console
 from wsl.data.annotations import read_class_list
 from wsl.data.bad_input import DataError
 from wsl.data.voc import voc2007_dir
 from wsl.evaluation.results_files import read_results
-from wsl.instantiate import instantiate_all
-from wsl.run_failure import reported_run
+from wsl.runtime.console import quiet_console
+from wsl.runtime.instantiate import instantiate_all
+from wsl.runtime.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def test_and_write(
     ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Run ``trainer.test``, writing the model's ``test_results`` to ``output_dir`` (see
-    :class:`~wsl.callbacks.test_results_files.TestResultsFiles`); return the results."""
-    trainer.callbacks.append(TestResultsFiles(output_dir))
-    # verbose=False: TestResultsFiles logs the results (Lightning's table would repeat them)
+    :class:`~wsl.callbacks.result_files.ResultFiles`); return the results."""
+    trainer.callbacks.append(ResultFiles(output_dir))
+    # verbose=False: ResultFiles logs the results (Lightning's table would repeat them)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
     return model.test_results or read_results(output_dir)

@@ -15,12 +15,12 @@ import torch
 from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from wsl.console import quiet_console
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.voc import VOCRecord, read_rgb
 from wsl.drawing import PALETTE, draw_boxes, save_png
-from wsl.instantiate import instantiate_all
 from wsl.loggers.images import log_image
+from wsl.runtime.console import quiet_console
+from wsl.runtime.instantiate import instantiate_all
 
 log = logging.getLogger(__name__)
 

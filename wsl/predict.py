@@ -4,8 +4,9 @@ The checkpoint holds its run's config, so the model (Localizer or WSDDN) and the
 are rebuilt as trained. ``input`` is one image or a folder, whose files are taken in name order
 (not its subfolders); files without an image extension (:data:`IMAGE_SUFFIXES`) are skipped with
 a message. The Localizer reads boxes off the heatmaps of its predicted classes (image score
->= ``class_threshold``, or the best class when none is); WSDDN scores selective-search proposals
-computed for the images (cached under ``proposals.cache_dir``) and filtered as in its run.
+>= ``class_threshold``, or the best class when none is); WSDDN scores the proposals of the
+method ``proposals._target_`` names (default: selective search computed for the images, cached
+under ``proposals.cache_dir``), filtered as in its run.
 
 Images whose longer side is above ``max_size`` are downscaled to it first (read, predicted and
 drawn at that size, which keeps a 9000x9000 photo to seconds and its pictures small); boxes are
@@ -47,13 +48,10 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from wsl.atomic import atomic_path
-from wsl.console import quiet_console
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
-from wsl.data.selective_search import SelectiveSearchProposals
 from wsl.data.transforms import boxes_to_original, build_transform
-from wsl.data.voc import read_rgb
+from wsl.data.voc import ProposalProvider, read_rgb
 from wsl.detector import (
     Prediction,
     load_model,
@@ -62,8 +60,10 @@ from wsl.detector import (
     wsddn_predictor,
 )
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
-from wsl.run_dir import RunDirError, ensure_writable
-from wsl.run_failure import reported_run
+from wsl.runtime.atomic import atomic_path
+from wsl.runtime.console import quiet_console
+from wsl.runtime.run_dir import RunDirError, ensure_writable
+from wsl.runtime.run_failure import reported_run
 from wsl.training.localizer_module import LocalizerModule
 from wsl.training.wsddn_module import WSDDNModule
 
@@ -129,21 +129,26 @@ def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
 
 
 def search_proposals(
-    search: SelectiveSearchProposals, paths: list[Path]
+    provider: ProposalProvider, paths: list[Path]
 ) -> tuple[dict[Path, Proposals], dict[Path, DataError]]:
-    """Proposals of every image OpenCV decodes, and the error of each one it does not.
+    """Proposals of every image the provider serves, and the error of each one it does not.
 
-    After a failure the remaining images are searched again; those already done come from the
-    cache (with ``cache_dir`` set).
+    An image's id is the name its pictures start with (its stem, for a ``.mat`` file the VOC
+    image id). After a failure the remaining images are asked again; with selective search,
+    those already done come from the cache (with ``cache_dir`` set).
     """
+    ids = picture_stems(paths)
     found: dict[Path, Proposals] = {}
     errors: dict[Path, DataError] = {}
     todo = list(paths)
     while todo:
         try:
-            found.update(zip(todo, search.load_paths(todo), strict=True))
+            by_id = provider.load([ids[path] for path in todo], todo)
+            found.update((path, by_id[ids[path]]) for path in todo)
             todo = []
         except DataError as error:
+            if error.path not in todo:  # the provider's own problem (its file), not an image's
+                raise
             errors[error.path] = error
             todo = [path for path in todo if path != error.path]
     return found, errors
@@ -225,8 +230,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(module, LocalizerModule):
         predictor = localizer_predictor(module, transform, cfg.class_threshold)
     elif isinstance(module, WSDDNModule):
-        search = SelectiveSearchProposals(**cfg.proposals)
-        proposals, errors = search_proposals(search, images)
+        proposals, errors = search_proposals(hydra.utils.instantiate(cfg.proposals), images)
         predictor = wsddn_predictor(
             module, transform, proposals, run_filter(run_cfg, cfg.proposal_filter)
         )

@@ -19,12 +19,12 @@ from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor
 
 from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.checkpoint import StagedCheckpointIO, check_family
-from wsl.console import progress_bar_enabled, quiet_console
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
-from wsl.instantiate import instantiate_all
-from wsl.run_dir import ensure_writable
-from wsl.run_failure import reported_run
+from wsl.runtime.console import progress_bar_enabled, quiet_console
+from wsl.runtime.instantiate import instantiate_all
+from wsl.runtime.run_dir import ensure_writable
+from wsl.runtime.run_failure import reported_run
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -18,19 +18,25 @@ from torch.utils.data import DataLoader
 
 from wsl.data.annotations import read_class_list
 from wsl.data.dataset import Sample, VOCDataset
-from wsl.data.proposals import MatProposals, ProposalFilter
-from wsl.data.selective_search import SelectiveSearchProposals
+from wsl.data.proposals import ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
 
 log = logging.getLogger(__name__)
 
-PROPOSAL_SOURCES = ("mat", "selective_search")
 # Per-image entries that stay lists in a batch (their lengths differ between images).
 _LIST_KEYS = (
     "gt_boxes", "original_gt_boxes", "gt_classes", "gt_difficult", "image_id", "index",
     "original_size", "input_size", "proposals", "proposal_scores",
 )  # fmt: skip
+
+
+class ProposalSource(Protocol):
+    """A proposal method as ``data.proposals`` names it (``conf/data/proposals/*.yaml``):
+    :class:`~wsl.data.proposals.MatProposalFiles`,
+    :class:`~wsl.data.selective_search.SelectiveSearchProposals`, ..."""
+
+    def for_split(self, split: str) -> ProposalProvider: ...
 
 
 def collate_stacked(samples: Sequence[Sample | None]) -> dict[str, Any] | None:
@@ -179,11 +185,9 @@ class VOCProposalsDataModule(VOCDataModule):
     image keeps its own number of proposals (``batch["proposals"]`` is a list).
 
     Args:
-        proposals: ``source`` (``mat`` or ``selective_search``), ``mat_files`` (the file
-            holding each split's proposals; the config fills it from ``trainval_mat`` and
-            ``test_mat``), ``box_layout`` of those files, and the ``selective_search``
-            settings; see ``conf/data/voc_proposals.yaml``. ``data.on_error`` also
-            applies to images a ``.mat`` lacks.
+        proposals: where the proposals come from (``data.proposals``, instantiated from its
+            ``_target_``; ``data/proposals=mat|edgeboxes|selective_search``). ``data.on_error``
+            also applies to images a ``.mat`` lacks.
         proposal_filter: keyword arguments of :class:`~wsl.data.proposals.ProposalFilter`.
     """
 
@@ -193,34 +197,22 @@ class VOCProposalsDataModule(VOCDataModule):
     def __init__(
         self,
         *args: Any,
-        proposals: Mapping[str, Any],
+        proposals: ProposalSource,
         proposal_filter: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if proposals["source"] not in PROPOSAL_SOURCES:
-            raise ValueError(
-                f"data.proposals.source={proposals['source']!r} is not valid; "
-                f"choose one of {PROPOSAL_SOURCES}"
+        if not callable(getattr(proposals, "for_split", None)):
+            raise TypeError(
+                f"data.proposals must be a proposal method built from a _target_ "
+                f"(data/proposals=mat|edgeboxes|selective_search, conf/data/proposals/), "
+                f"got {proposals!r}"
             )
         self.proposals = proposals
         self.proposal_filter = ProposalFilter(**(proposal_filter or {}))
 
-    def proposal_provider(self, split: str) -> ProposalProvider:
-        """Where the proposals of ``split`` come from."""
-        if self.proposals["source"] == "selective_search":
-            return SelectiveSearchProposals(**self.proposals["selective_search"])
-        files = self.proposals["mat_files"]
-        if split not in files:
-            raise ValueError(
-                f"data.proposals.mat_files has no entry for split {split!r} "
-                f"(it has {sorted(files)}); add data.proposals.mat_files.{split}=PATH"
-            )
-        return MatProposals(
-            files[split],
-            box_layout=self.proposals.get("box_layout", "yxyx"),
-            on_error=self.on_error,
-        )
-
     def proposal_arguments(self, split: str) -> dict[str, Any]:
-        return {"proposals": self.proposal_provider(split), "proposal_filter": self.proposal_filter}
+        return {
+            "proposals": self.proposals.for_split(split),
+            "proposal_filter": self.proposal_filter,
+        }

@@ -44,10 +44,10 @@ from torchvision.datasets.utils import USER_AGENT, calculate_md5, check_integrit
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from tqdm import tqdm
 
-from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
 from wsl.data.manifest import check_file, record_file
 from wsl.data.proposals import read_proposal_mat
+from wsl.runtime.atomic import atomic_path
 
 VOC_BASE_URL = DATASET_YEAR_DICT["2007"]["url"].rsplit("/", 1)[0]
 # From rbgirshick/fast-rcnn, data/scripts/fetch_selective_search_data.sh.

@@ -11,8 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
+from wsl.runtime.atomic import atomic_path
 
 MANIFEST_NAME = "edgeboxes_manifest.json"
 

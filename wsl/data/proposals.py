@@ -6,6 +6,12 @@ Two file formats are read, both 1-based with one cell per image:
   ``[y1 x1 y2 x2]`` arrays in image-set order, and optionally cell ``images`` with the ids.
 - EdgeBoxes (as used by WSDDN): the same plus cell ``boxScores`` of ``K`` scores.
 
+A proposal method is a class with ``load(image_ids, image_paths)`` and ``source(image_id,
+image_path)`` (:class:`~wsl.data.voc.ProposalProvider`) and ``for_split(split)`` giving the
+provider of a split; ``data.proposals._target_`` names it (``conf/data/proposals/``): files
+with :class:`MatProposalFiles`, computed with
+:class:`~wsl.data.selective_search.SelectiveSearchProposals`.
+
 Inside the code proposals are :class:`Proposals`: ``float32`` ``x1, y1, x2, y2``, 0-based
 inclusive pixel coordinates of the image as stored on disk.
 
@@ -321,6 +327,42 @@ class MatProposals:
     def source(self, image_id: str, image_path: Path) -> str:
         """Where one image's proposals come from, for error messages."""
         return f"{self.path}[{image_id}]"
+
+
+class MatProposalFiles:
+    """One ``.mat`` proposal file per split (a ``_target_``: ``data/proposals=mat`` or
+    ``edgeboxes``); :meth:`for_split` gives the :class:`MatProposals` of a split.
+
+    Args:
+        trainval_mat: the file of ``train``, ``val`` and ``trainval`` (Fast R-CNN and WSDDN
+            each ship one file for trainval and one for test).
+        test_mat: the file of ``test``.
+        mat_files: the file of any other split, or another file for one of those four.
+        box_layout, on_error: as :class:`MatProposals`.
+    """
+
+    def __init__(
+        self,
+        trainval_mat: str,
+        test_mat: str,
+        mat_files: Mapping[str, str] | None = None,
+        box_layout: str = "yxyx",
+        on_error: str = "raise",
+    ) -> None:
+        _check_layout(box_layout)
+        trainval = dict.fromkeys(("train", "val", "trainval"), str(trainval_mat))
+        self.files = {**trainval, "test": str(test_mat), **dict(mat_files or {})}
+        self.box_layout = box_layout
+        self.on_error = on_error
+
+    def for_split(self, split: str) -> MatProposals:
+        """The proposals of ``split``, from its file."""
+        if split not in self.files:
+            raise ValueError(
+                f"no proposal file for split {split!r} (there are files for {sorted(self.files)}); "
+                f"add +data.proposals.mat_files.{split}=PATH"
+            )
+        return MatProposals(self.files[split], box_layout=self.box_layout, on_error=self.on_error)
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import Proposals
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def _read_cache(cache_file: Path) -> np.ndarray | None:
 
 
 class SelectiveSearchProposals:
-    """Selective-search proposals computed with OpenCV (a ``_target_`` for Hydra).
+    """Selective-search proposals computed with OpenCV (a ``_target_``:
+    ``data/proposals=selective_search`` and ``wsl.predict``'s ``proposals``).
 
     Args:
         mode: ``fast`` or ``quality`` (OpenCV's two strategies; quality is ~5x slower).
@@ -142,6 +143,10 @@ class SelectiveSearchProposals:
             if cache_dir is None
             else Path(cache_dir) / f"v{CACHE_VERSION}-{mode}-max_side_{max_side}"
         )
+
+    def for_split(self, split: str) -> SelectiveSearchProposals:
+        """The provider of any split: this one (the search needs only the images)."""
+        return self
 
     def load(self, image_ids: list[str], image_paths: list[Path]) -> dict[str, Proposals]:
         """Proposals of each image id, computed from the image at the same position."""

@@ -10,18 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
-from wsl.atomic import atomic_path
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: NaN (a class without positives) becomes ``null``."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+from wsl.reporting.figures import bar_chart, save_figure
+from wsl.runtime.atomic import atomic_path
+from wsl.runtime.json_safe import json_safe
 
 
 def read_results(output_dir: str | Path) -> dict[str, Any]:
@@ -42,7 +33,7 @@ def write_results(
     output_dir = Path(output_dir)
     json_path, csv_path = output_dir / "metrics.json", output_dir / "per_class.csv"
     with atomic_path(json_path) as tmp:
-        payload = {"metrics": _plain(dict(metrics)), "per_class": _plain(dict(per_class))}
+        payload = {"metrics": json_safe(dict(metrics)), "per_class": json_safe(dict(per_class))}
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
     columns = list(per_class)
     classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
@@ -60,19 +51,4 @@ def write_ap_chart(
 ) -> Path:
     """Write a bar chart of ``ap_per_class`` (``{class: AP}``, NaN: no bar) with the mean
     over the defined values as a dashed line, as a PNG (atomic)."""
-    names = list(ap_per_class)
-    values = [float(v) for v in ap_per_class.values()]
-    defined = [v for v in values if not math.isnan(v)]
-    figure = Figure(figsize=(max(6.0, 0.45 * len(names) + 1.5), 4.0), layout="constrained")
-    axes = figure.add_subplot()
-    bars = axes.bar(names, [0.0 if math.isnan(v) else v for v in values], color="tab:blue")
-    axes.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.2f}" for v in values], fontsize=7)
-    if defined:
-        mean = sum(defined) / len(defined)
-        axes.axhline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.3f}")
-        axes.legend(loc="upper right")
-    axes.set(ylim=(0.0, 1.05), ylabel="AP", title=title)
-    axes.tick_params(axis="x", labelrotation=60)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(bar_chart({"AP": ap_per_class}, title), path)

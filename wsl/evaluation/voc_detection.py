@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from wsl.atomic import atomic_path
 from wsl.evaluation.iou import voc_iou
 from wsl.evaluation.per_image import (
     ArrayLike,
@@ -47,6 +46,7 @@ from wsl.evaluation.per_image import (
     check_classes,
     defined_mean,
 )
+from wsl.runtime.atomic import atomic_path
 
 
 @dataclass(frozen=True)

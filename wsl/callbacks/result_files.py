@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 
 from wsl.evaluation.results_files import write_ap_chart, write_results
 from wsl.evaluation.voc_detection import write_devkit_results
-from wsl.reporting.run_report import write_pr_curves
+from wsl.reporting.pr_curves import write_pr_curves
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def results_table(
     return "\n".join([f"per-class results on {split!r}:", *lines, f"final metrics: {final}"])
 
 
-class TestResultsFiles(pl.Callback):
+class ResultFiles(pl.Callback):
     """After ``trainer.test``: log the per-class table and final metrics, and write
     ``pl_module.test_results`` to ``output_dir``."""
 
@@ -79,4 +79,4 @@ class TestResultsFiles(pl.Callback):
             log.info("%s", results_table(results["metrics"], results["per_class"], split))
             paths = write_test_files(self.output_dir, results, split, pl_module.class_names)
             log.info("wrote %s to %s", ", ".join(p.name for p in paths), self.output_dir)
-        trainer.strategy.barrier("test_results_files")
+        trainer.strategy.barrier("result_files")

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 
 class RunDirError(OSError):

@@ -3,8 +3,8 @@ user can fix, one clear line instead of a traceback.
 
 Errors the user can fix are the project's own, each naming the file and the problem:
 :class:`~wsl.data.bad_input.DataError` (data), :class:`~wsl.checkpoint.CheckpointError` and
-:class:`~wsl.run_dir.RunDirError`. For them a single run logs one ``ERROR`` line and exits with
-status 1; ``HYDRA_FULL_ERROR=1`` keeps the traceback (as Hydra does for every other error). In
+:class:`~wsl.runtime.run_dir.RunDirError`. For them a single run logs one ``ERROR`` line and exits
+with status 1; ``HYDRA_FULL_ERROR=1`` keeps the traceback (as Hydra does for every other error). In
 a sweep (``-m``) the error is raised as usual, so Hydra records the job as failed and goes on.
 """
 
@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from wsl.checkpoint import CheckpointError
 from wsl.data.bad_input import DataError
 from wsl.reporting.run_report import report_finished_run
-from wsl.run_dir import RunDirError
+from wsl.runtime.run_dir import RunDirError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ job without a file still gets its row. ``summary.csv`` keeps the metrics at full
 summary after every job of a sweep and once more at its end, so a sweep that stops at a
 failed job still leaves one; while jobs run in parallel, those still running read
 ``failed: no metrics.json`` until the final summary. To summarize a sweep dir again (after an
-interrupted sweep, say): ``python -m wsl.sweep_summary SWEEP_DIR``.
+interrupted sweep, say): ``python -m wsl.reporting.sweep_summary SWEEP_DIR``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from wsl.atomic import atomic_path
+from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class SweepSummary(Callback):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m wsl.sweep_summary SWEEP_DIR``: write the summary of a finished sweep."""
+    """``python -m wsl.reporting.sweep_summary SWEEP_DIR``: summarize a finished sweep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="hydra.sweep.dir of the sweep")
     args = parser.parse_args(argv)
