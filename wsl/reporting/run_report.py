@@ -319,8 +319,8 @@ def _metrics_section(run_dir: Path) -> str:
 
 
 def _ap_columns(per_class: Mapping[str, Any]) -> list[str]:
-    """The AP-like per-class columns (``AP``, ``AP_cls``, ``AP_det``, ...), in file order."""
-    return [column for column in per_class if column.upper().startswith("AP")]
+    """The AP-like per-class columns (``cls_AP``, ``det_AP``, ...), in file order."""
+    return [column for column in per_class if "AP" in column.split("_")]
 
 
 def _ap_chart(per_class: Mapping[str, Mapping[str, float | None]], path: Path) -> None:
