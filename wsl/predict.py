@@ -56,15 +56,13 @@ from wsl.data.voc import read_rgb
 from wsl.detector import (
     Prediction,
     load_model,
-    localizer_predictor,
+    model_predictor,
     resolve_device,
-    wsddn_predictor,
 )
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
 from wsl.run_dir import RunDirError, ensure_writable
 from wsl.run_failure import reported_run
-from wsl.training.localizer_module import LocalizerModule
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.training.base_module import WSLModule
 
 log = logging.getLogger(__name__)
 
@@ -221,16 +219,14 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     class_names = list(module.class_names)
     transform = build_transform(**run_cfg.data.eval_transform)
     errors: dict[Path, DataError] = {}
-    if isinstance(module, LocalizerModule):
-        predictor = localizer_predictor(module, transform, cfg.class_threshold)
-    elif isinstance(module, WSDDNModule):
+    if not isinstance(module, WSLModule):
+        raise TypeError(f"{cfg.ckpt_path}: cannot predict with a {type(module).__name__}")
+    proposals, proposal_filter = None, None
+    if module.needs_proposals:
         search = SelectiveSearchProposals(**cfg.proposals)
         proposals, errors = search_proposals(search, images)
-        predictor = wsddn_predictor(
-            module, transform, proposals, run_filter(run_cfg, cfg.proposal_filter)
-        )
-    else:
-        raise TypeError(f"{cfg.ckpt_path}: cannot predict with a {type(module).__name__}")
+        proposal_filter = run_filter(run_cfg, cfg.proposal_filter)
+    predictor = model_predictor(module, transform, cfg.class_threshold, proposals, proposal_filter)
     results: dict[str, Any] = {}
     stems = picture_stems(images)
     taken: set[str] = set()

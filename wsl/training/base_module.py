@@ -45,6 +45,8 @@ from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.training.nonfinite import NonFiniteLossGuard
 
 Detections = tuple[Tensor, Tensor, Tensor]  # boxes (K, 4), scores (K,), classes (K,)
+# class probabilities (C,) and heatmaps (C, h, w) in [0, 1] of one image, on the CPU
+ClassEvidence = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")
 
 
@@ -124,6 +126,24 @@ class WSLModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_classification("val")
+
+    # -- inference --------------------------------------------------------------------------
+
+    def detect(self, batch: Mapping[str, Any]) -> list[Detections]:
+        """Each image's ``(boxes (K, 4), scores (K,), classes (K,))``: boxes in 0-based
+        inclusive pixels of ``batch["original_size"]``, best first; in eval mode without
+        gradients, the mode restored after. A batch carries ``image``, ``original_size``,
+        ``input_size`` and, when :attr:`needs_proposals`, ``proposals``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement detect(batch)")
+
+    def detect_with_evidence(
+        self, batch: Mapping[str, Any]
+    ) -> tuple[list[Detections], list[ClassEvidence | None]]:
+        """:meth:`detect` and, per image, what the family can show of its class decision
+        (``None`` here; the Localizer: class probabilities and heatmaps), from one forward
+        pass; ``wsl.predict`` draws it."""
+        detections = self.detect(batch)
+        return detections, [None] * len(detections)
 
     # -- the non-finite loss guard ----------------------------------------------------------
 

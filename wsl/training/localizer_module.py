@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes, heatmap_peak
 from wsl.evaluation.pointing import PointingGameEvaluator
 from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust, LocalizerOutput
-from wsl.training.base_module import Detections, WSLModule, eval_mode, ground_truths_of
+from wsl.training.base_module import (
+    ClassEvidence,
+    Detections,
+    WSLModule,
+    eval_mode,
+    ground_truths_of,
+)
 
 
 class LocalizerModule(WSLModule):
@@ -114,10 +120,20 @@ class LocalizerModule(WSLModule):
 
     def detect(self, batch: Mapping[str, Any]) -> list[Detections]:
         """Detections of every image of ``batch`` (a ``VOCDataModule`` batch): ``(boxes (K, 4)
-        0-based inclusive pixels of the image on disk, scores (K,), classes (K,))``. Runs in
-        eval mode (restoring the mode after) without gradients."""
+        0-based inclusive pixels of the image on disk, scores (K,), classes (K,))`` of every
+        class, best first. Runs in eval mode (restoring the mode after) without gradients."""
+        return self.detect_with_evidence(batch)[0]
+
+    def detect_with_evidence(
+        self, batch: Mapping[str, Any]
+    ) -> tuple[list[Detections], list[ClassEvidence | None]]:
+        """:meth:`detect` and each image's class probabilities and heatmaps (the sigmoid of
+        the score maps), on the CPU, from one forward pass."""
         with eval_mode(self):
-            return self.heatmap_detections(batch, self(batch["image"].to(self.device)))
+            output = self(batch["image"].to(self.device))
+        scores = torch.sigmoid(output.logits.float()).cpu()
+        heatmaps = torch.sigmoid(output.score_maps.float()).cpu()
+        return self.heatmap_detections(batch, output), list(zip(scores, heatmaps, strict=True))
 
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
