@@ -15,9 +15,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.test_config import compose_cfg
 from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes
+from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust
+from wsl.models.wsddn import WSDDN
 from wsl.train import train
 from wsl.training.base_module import WSLModule
 from wsl.training.localizer_module import LocalizerModule
+from wsl.training.wsddn_module import WSDDNModule
 
 BOX_CALLBACKS = (
     "+callbacks.box_pictures._target_=wsl.callbacks.box_pictures.BoxPictures",
@@ -140,3 +143,19 @@ def test_metric_names_are_shared_in_metrics_json(generated_root: Path, tmp_path:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert list(saved["per_class"]) == ["cls_AP", "det_AP", "CorLoc", "pointing"]
     assert (tmp_path / "class_ap.png").is_file()
+
+
+def test_the_network_comes_from_the_config() -> None:
+    robust = "wsl.models.localizer.LocalizerAlexNetRobust"
+    module = LocalizerModule(["a", "b"], net={"_target_": robust, "weights": "none"})
+    assert type(module.net) is LocalizerAlexNetRobust and module.net.pool.drop == 0.3
+    assert module.hparams.net["_target_"] == robust  # the checkpoint's config rebuilds it
+    # a config written before model.net._target_: the family's network, robust or not
+    old = LocalizerModule(["a", "b"], robust=True, net={"weights": "none", "map_dropout": 0.1})
+    assert type(old.net) is LocalizerAlexNetRobust and old.net.pool.drop == 0.1
+    assert type(LocalizerModule(["a"], net={"weights": "none"}).net) is LocalizerAlexNet
+    with pytest.raises(ValueError, match=r"model\.net\._target_"):
+        LocalizerModule(["a"], robust=True, net={"_target_": robust, "weights": "none"})
+    wsddn = "wsl.models.wsddn.WSDDN"
+    module = WSDDNModule(["a", "b", "c"], net={"_target_": wsddn, "weights": "none"})
+    assert type(module.net) is WSDDN and module.net.fc8c.out_features == 3

@@ -22,6 +22,10 @@ inference and its own metrics. Written once here:
 
 Metric names are one per quantity, the same for every family (README, "Metric names").
 
+The network comes from the config: ``model.net`` is a ``_target_`` config of an
+``nn.Module`` taking ``num_classes`` (:func:`build_net`), so a new head is a model file and a
+YAML; the checkpoint's stored config rebuilds it (``weights_only=True`` loading).
+
 A family implements ``detect(batch)`` (each image's ``(boxes, scores, classes)``, boxes in
 0-based inclusive pixels of the image on disk, best first) and sets ``needs_proposals`` (whether
 a batch must carry ``proposals``).
@@ -36,7 +40,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from wsl.evaluation.classification import MultilabelClassificationMetrics
 from wsl.evaluation.corloc import CorLocEvaluator
@@ -243,6 +247,14 @@ class WSLModule(pl.LightningModule):
             {"params": [p for n, p in trained if not n.endswith(".bias")]},
             {"params": [p for n, p in trained if n.endswith(".bias")], "weight_decay": 0.0},
         ]
+
+
+def build_net(net: Mapping[str, Any] | None, default_target: str, num_classes: int) -> nn.Module:
+    """The network of ``net``, a ``_target_`` config (as lightning-hydra-template's ``net``),
+    built for ``num_classes``; a config without ``_target_`` (a checkpoint written before
+    ``model.net._target_``) builds ``default_target``, the family's own network."""
+    settings = {"_target_": default_target, **(net or {})}
+    return hydra.utils.instantiate(settings, num_classes=num_classes)
 
 
 def ground_truths_of(batch: Mapping[str, Any]) -> list[tuple[Tensor, Tensor, Tensor]]:

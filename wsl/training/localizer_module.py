@@ -24,6 +24,7 @@ from wsl.training.base_module import (
     ClassEvidence,
     Detections,
     WSLModule,
+    build_net,
     eval_mode,
     ground_truths_of,
 )
@@ -39,8 +40,11 @@ class LocalizerModule(WSLModule):
 
     Args:
         class_names: class names in label order (from the data).
-        robust: use :class:`LocalizerAlexNetRobust` (dropout on the maps, chosen pooling).
-        net: keyword arguments of the network (``weights``, ``pooling``, ...).
+        robust: without ``net._target_`` (checkpoints written before it), build
+            :class:`LocalizerAlexNetRobust` instead of :class:`LocalizerAlexNet`.
+        net: a ``_target_`` config of the network (``wsl.models.localizer.LocalizerAlexNet``
+            or ``LocalizerAlexNetRobust``) with its keyword arguments (``weights``,
+            ``pooling``, ...), :func:`~wsl.training.base_module.build_net`.
         optimizer: a ``_target_`` config of a ``torch.optim`` optimizer (without params).
         scheduler: a ``_target_`` config of a ``torch.optim.lr_scheduler``, or ``None``.
         metric2: ``recall`` (macro recall at 0.5) or ``fbeta`` (F-beta, beta=2).
@@ -72,8 +76,14 @@ class LocalizerModule(WSLModule):
             max_nonfinite_steps,
         )  # fmt: skip
         self.save_hyperparameters()
+        if robust and net and "_target_" in net:
+            raise ValueError(
+                "model.robust=true is the old way of choosing the robust network; with "
+                "model.net._target_ set, choose it there (model=localizer_robust)"
+            )
         network = LocalizerAlexNetRobust if robust else LocalizerAlexNet
-        self.net = network(num_classes=len(self.class_names), **(net or {}))
+        default = f"{network.__module__}.{network.__qualname__}"
+        self.net = build_net(net, default, len(self.class_names))
         self.box_config = HeatmapBoxConfig(**(heatmap_boxes or {}))
 
     def forward(self, images: torch.Tensor) -> LocalizerOutput:

@@ -50,7 +50,13 @@ from torch import Tensor
 from wsl.data.transforms import boxes_to_original
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.models.wsddn import EPS, WSDDN, WSDDNOutput, spatial_regulariser, wsddn_loss
-from wsl.training.base_module import Detections, WSLModule, eval_mode, ground_truths_of
+from wsl.training.base_module import (
+    Detections,
+    WSLModule,
+    build_net,
+    eval_mode,
+    ground_truths_of,
+)
 from wsl.training.detections import (
     DetectionConfig,
     TTAConfig,
@@ -65,7 +71,9 @@ class WSDDNModule(WSLModule):
 
     Args:
         class_names: class names in label order (from the data).
-        net: keyword arguments of :class:`~wsl.models.wsddn.WSDDN` (backbone, weights, ...).
+        net: a ``_target_`` config of the network (:class:`~wsl.models.wsddn.WSDDN` or a
+            subclass) with its keyword arguments (backbone, weights, ...); without
+            ``_target_``, WSDDN (:func:`~wsl.training.base_module.build_net`).
         optimizer: a ``_target_`` config of a ``torch.optim`` optimizer (without params); keys
             set to ``None`` are left out.
         scheduler: a ``_target_`` config of a ``torch.optim.lr_scheduler``, or ``None``.
@@ -102,7 +110,7 @@ class WSDDNModule(WSLModule):
             max_nonfinite_steps=max_nonfinite_steps,
         )  # fmt: skip
         self.save_hyperparameters()
-        self.net = WSDDN(num_classes=len(self.class_names), **(net or {}))
+        self.net = build_net(net, f"{WSDDN.__module__}.WSDDN", len(self.class_names))
         self.detection_config = DetectionConfig(**(inference or {}))
         self.tta = TTAConfig(**(tta or {}))
 
