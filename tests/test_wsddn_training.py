@@ -18,11 +18,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.test_config import compose_cfg
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.generate import generate_voc
-from wsl.data.transforms import boxes_to_original
 from wsl.evaluate import evaluate
 from wsl.models.wsddn import WSDDNOutput
+from wsl.structures.boxes import boxes_to_original, hflip_boxes
 from wsl.train import train
-from wsl.training.detections import hflip_boxes
 from wsl.training.wsddn_module import WSDDNModule
 
 EPOCHS = 3

@@ -30,13 +30,9 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from wsl.checkpoint import load_module, load_run_config
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import selective_search
-from wsl.data.transforms import (
-    boxes_to_original,
-    build_transform,
-    continuous_to_inclusive,
-    inclusive_to_continuous,
-)
+from wsl.data.transforms import build_transform
 from wsl.data.voc import read_rgb
+from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
 from wsl.training.base_module import WSLModule
 
 

@@ -51,7 +51,7 @@ from wsl.atomic import atomic_path
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import SelectiveSearchProposals
-from wsl.data.transforms import boxes_to_original, build_transform
+from wsl.data.transforms import build_transform
 from wsl.data.voc import read_rgb
 from wsl.detector import (
     Prediction,
@@ -62,6 +62,7 @@ from wsl.detector import (
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
 from wsl.run_dir import RunDirError, ensure_writable
 from wsl.run_failure import reported_run
+from wsl.structures.boxes import boxes_to_original
 from wsl.training.base_module import WSLModule
 
 log = logging.getLogger(__name__)

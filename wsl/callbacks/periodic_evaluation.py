@@ -22,17 +22,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from wsl.data.dataset import VOCDataset
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth, defined_mean
+from wsl.evaluation.per_image import defined_mean
 from wsl.evaluation.voc_detection import voc_detection_ap
 from wsl.loggers.images import log_bar
+from wsl.structures.detections import Detections, ImageDetections, ImageGroundTruth
 
 log = logging.getLogger(__name__)
-
-Detections = list[tuple[Tensor, Tensor, Tensor]]
 
 
 def split_dataset(trainer: pl.Trainer, split: str | None) -> tuple[str, VOCDataset]:
@@ -69,7 +67,7 @@ def subset_loader(trainer: pl.Trainer, dataset: VOCDataset, indices: Sequence[in
     )
 
 
-def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> Detections:
+def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> list[Detections]:
     """``pl_module.detect(batch)`` with the batch on the module's device, in eval mode without
     gradients; the module's mode is restored afterwards."""
     batch = trainer.strategy.batch_to_device(batch, pl_module.device)

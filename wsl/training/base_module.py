@@ -46,9 +46,9 @@ from wsl.evaluation.classification import MultilabelClassificationMetrics
 from wsl.evaluation.corloc import CorLocEvaluator
 from wsl.evaluation.per_image import gather_by_image
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
+from wsl.structures.detections import Detections
 from wsl.training.nonfinite import NonFiniteLossGuard
 
-Detections = tuple[Tensor, Tensor, Tensor]  # boxes (K, 4), scores (K,), classes (K,)
 # class probabilities (C,) and heatmaps (C, h, w) in [0, 1] of one image, on the CPU
 ClassEvidence = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes, heatmap_peak
 from wsl.evaluation.pointing import PointingGameEvaluator
 from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust, LocalizerOutput
+from wsl.structures.detections import Detections
 from wsl.training.base_module import (
     ClassEvidence,
-    Detections,
     WSLModule,
     build_net,
     eval_mode,

@@ -47,22 +47,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsl.data.transforms import boxes_to_original
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.models.wsddn import EPS, WSDDN, WSDDNOutput, spatial_regulariser, wsddn_loss
-from wsl.training.base_module import (
-    Detections,
-    WSLModule,
-    build_net,
-    eval_mode,
-    ground_truths_of,
-)
-from wsl.training.detections import (
-    DetectionConfig,
-    TTAConfig,
-    region_detections,
-    view_of_batch,
-)
+from wsl.structures.boxes import boxes_to_original
+from wsl.structures.detections import Detections
+from wsl.training.base_module import WSLModule, build_net, eval_mode, ground_truths_of
+from wsl.training.detections import DetectionConfig, TTAConfig, region_detections, view_of_batch
 from wsl.training.loss_scale import sum_over_global_batch
 
 
