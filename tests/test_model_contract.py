@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.test_config import compose_cfg
 from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes
 from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust
-from wsl.models.wsddn import WSDDN
+from wsl.models.wsddn import WSDDN, WSDDNOutput
 from wsl.train import train
 from wsl.training.base_module import WSLModule
 from wsl.training.localizer_module import LocalizerModule
@@ -159,3 +159,36 @@ def test_the_network_comes_from_the_config() -> None:
     wsddn = "wsl.models.wsddn.WSDDN"
     module = WSDDNModule(["a", "b", "c"], net={"_target_": wsddn, "weights": "none"})
     assert type(module.net) is WSDDN and module.net.fc8c.out_features == 3
+
+
+class DoubledWSDDN(WSDDNModule):
+    """A refinement family's shape: one more loss term, other region scores at test time."""
+
+    def loss(self, output: WSDDNOutput, batch: dict) -> dict[str, torch.Tensor]:
+        return {**super().loss(output, batch), "extra": torch.tensor(1.5)}
+
+    def region_scores_for_detection(self, output: WSDDNOutput) -> torch.Tensor:
+        return 2 * output.region_scores.float()
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_a_wsddn_subclass_changes_the_loss_and_the_detections_through_the_hooks() -> None:
+    settings = {"net": {"weights": "none", "dropout": 0.0}, "inference": {"top_k": None}}
+    torch.manual_seed(0)
+    plain = WSDDNModule(["a", "b"], **settings)
+    doubled = DoubledWSDDN(["a", "b"], **settings)
+    doubled.load_state_dict(plain.state_dict())
+    proposals = torch.tensor([[0.0, 0.0, 40.0, 40.0], [20.0, 10.0, 63.0, 50.0], [5, 30, 30, 63]])
+    batch = {
+        "image": torch.rand(1, 3, 64, 64), "proposals": [proposals], "image_id": ["1"],
+        "labels": torch.tensor([[1.0, 0.0]]), "label_weights": torch.ones(1, 2),
+        "input_size": [(64, 64)], "original_size": [(128, 128)],
+    }  # fmt: skip
+    [(boxes, scores, classes)] = plain.detect(batch)
+    [(boxes2, scores2, classes2)] = doubled.detect(batch)
+    torch.testing.assert_close(boxes2, boxes)
+    torch.testing.assert_close(scores2, 2 * scores)
+    assert classes2.tolist() == classes.tolist() and len(boxes) == 6  # 3 regions x 2 classes
+    plain.train(), doubled.train()
+    loss = plain.training_step(batch, 0)
+    assert doubled.training_step(batch, 0).item() == pytest.approx(loss.item() + 1.5)
