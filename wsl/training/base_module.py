@@ -28,7 +28,14 @@ YAML; the checkpoint's stored config rebuilds it (``weights_only=True`` loading)
 
 A family implements ``detect(batch)`` (each image's ``(boxes, scores, classes)``, boxes in
 0-based inclusive pixels of the image on disk, best first) and sets ``needs_proposals`` (whether
-a batch must carry ``proposals``).
+a batch must carry ``proposals``); ``wsl.evaluate`` (through the test step), ``wsl.predict``,
+``wsl.load(...).detect`` and the box-picture and periodic-evaluation callbacks use only these,
+with no per-family dispatch. ``detect_with_evidence`` adds what a family can show of its class
+decision (the Localizer: class probabilities and heatmaps, which ``wsl.predict`` draws).
+
+Hooks of a detector family built on WSDDN (OICR, PCL): ``WSDDNModule.loss`` (named loss terms)
+and ``WSDDNModule.region_scores_for_detection`` (the test-time region scores), see
+:mod:`wsl.training.wsddn_module`.
 """
 
 from __future__ import annotations
