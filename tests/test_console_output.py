@@ -67,8 +67,8 @@ def test_progress_lines_without_a_terminal(localizer_console: dict) -> None:
     assert lines[0][2].startswith("train/loss ")
     epoch_end = lines[2][2]
     assert epoch_end.startswith("end of epoch | ") and "val/loss" in epoch_end
-    assert "val/mAP" in epoch_end and "train/loss_epoch" not in epoch_end
-    assert "train/mAP" in epoch_end  # logged by the module after the callbacks' epoch end
+    assert "val/cls_mAP" in epoch_end and "train/loss_epoch" not in epoch_end
+    assert "train/cls_mAP" in epoch_end  # logged by the module after the callbacks' epoch end
     assert "ETA 0:00:00" in text  # the last line: nothing left
     for groups in lines:
         assert groups[2] in log_text
@@ -77,10 +77,10 @@ def test_progress_lines_without_a_terminal(localizer_console: dict) -> None:
 def test_final_table_and_no_noise(localizer_console: dict) -> None:
     text = localizer_console["text"]
     table = text[text.index("per-class results on 'test':") :]
-    assert re.search(r"\nclass +\| AP_cls +\| AP_det +\| CorLoc +\| pointing\n", table)
+    assert re.search(r"\nclass +\| cls_AP +\| det_AP +\| CorLoc +\| pointing\n", table)
     for name in ("circle", "square", "triangle", "cross"):
         assert re.search(rf"\n{name} +\| \d\.\d{{4}} \|", table)
-    assert re.search(r"final metrics: mAP \d\.\d{4} · ", table)
+    assert re.search(r"final metrics: cls_mAP \d\.\d{4} · ", table)
     assert text.count("final metrics") == 1  # once, rounded (not again as a raw dict)
     assert "Test metric" not in text  # Lightning's own table would repeat ours
     for noise in NOISE:
@@ -90,17 +90,17 @@ def test_final_table_and_no_noise(localizer_console: dict) -> None:
 
 def test_results_table_by_hand() -> None:
     table = results_table(
-        {"mAP": 0.5, "CorLoc": float("nan")},
-        {"AP": {"cat": 0.25, "dog": 0.75}, "CorLoc": {"cat": 1.0}},
+        {"det_mAP": 0.5, "CorLoc": float("nan")},
+        {"det_AP": {"cat": 0.25, "dog": 0.75}, "CorLoc": {"cat": 1.0}},
         "test",
     )
     assert table.splitlines() == [
         "per-class results on 'test':",
-        "class | AP     | CorLoc",
+        "class | det_AP | CorLoc",
         "------+--------+-------",
         "cat   | 0.2500 | 1.0000",
         "dog   | 0.7500 | -",
-        "final metrics: mAP 0.5000 · CorLoc -",
+        "final metrics: det_mAP 0.5000 · CorLoc -",
     ]
 
 

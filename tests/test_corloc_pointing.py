@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsl.evaluation.corloc import CorLocEvaluator, corloc
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth
 from wsl.evaluation.pointing import PointingGameEvaluator, pointing_game, pointing_hits
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 CLASSES = ["cat", "dog", "bird"]
 

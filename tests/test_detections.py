@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from wsl.structures.boxes import hflip_boxes
 from wsl.training.detections import (
     DetectionConfig,
     TTAConfig,
-    hflip_boxes,
     region_detections,
     shortest_side_size,
     view_of_batch,

@@ -61,20 +61,24 @@ def runs(
 
 def test_training_beats_the_untrained_model_clearly(runs: dict[str, Any]) -> None:
     untrained, trained = runs["untrained"], runs["trained"]
-    assert trained["mAP"] > untrained["mAP"] + 0.25, (untrained, trained)
+    assert trained["cls_mAP"] > untrained["cls_mAP"] + 0.25, (untrained, trained)
     assert trained["pointing"] > untrained["pointing"] + 0.25, (untrained, trained)
-    assert trained["mAP"] > 0.85
+    assert trained["cls_mAP"] > 0.85
 
 
 def test_run_directory_holds_metrics_checkpoints_and_pictures(runs: dict[str, Any]) -> None:
     run_dir: Path = runs["dir"]
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["metrics"]["mAP"] == pytest.approx(runs["trained"]["mAP"])
-    assert set(saved["per_class"]) == {"AP_cls", "AP_det", "CorLoc", "pointing"}
+    assert saved["metrics"]["cls_mAP"] == pytest.approx(runs["trained"]["cls_mAP"])
+    assert set(saved["per_class"]) == {"cls_AP", "det_AP", "CorLoc", "pointing"}
     header = (run_dir / "per_class.csv").read_text().splitlines()[0]
-    assert header == "class,AP_cls,AP_det,CorLoc,pointing"
+    assert header == "class,cls_AP,det_AP,CorLoc,pointing"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    pictures = {p.relative_to(run_dir / "pictures").parts[:3] for p in run_dir.rglob("*.png")}
+    # the test results of every family: the class-wise AP chart and the devkit results files
+    assert (run_dir / "class_ap.png").is_file() and (run_dir / "pr_curves.json").is_file()
+    assert (run_dir / "comp4_det_test_circle.txt").is_file()
+    pictures = run_dir / "pictures"
+    pictures = {p.relative_to(pictures).parts[:3] for p in pictures.rglob("*.png")}
     epochs = {parts[2] for parts in pictures if parts[1] == "train"}
     assert epochs == {"epoch_000", "epoch_003", "epoch_007", f"epoch_{EPOCHS - 1:03d}"}
     assert ("heatmaps", "final") in {parts[:2] for parts in pictures}
@@ -84,10 +88,11 @@ def test_tensorboard_holds_heatmaps_and_scalars(runs: dict[str, Any]) -> None:
     events = EventAccumulator(str(runs["dir"] / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     tags = events.Tags()
-    for scalar in ("train/loss_step", "train/loss_epoch", "val/loss", "train/mAP", "val/mAP",
-                   "train/metric2", "val/metric2", "test/det_mAP", "test/pointing"):  # fmt: skip
+    for scalar in ("train/loss_step", "train/loss_epoch", "val/loss", "train/cls_mAP",
+                   "val/cls_mAP", "train/metric2", "val/metric2", "test/det_mAP",
+                   "test/pointing"):  # fmt: skip
         assert scalar in tags["scalars"], scalar
-    assert len(events.Scalars("val/mAP")) == EPOCHS
+    assert len(events.Scalars("val/cls_mAP")) == EPOCHS
     heatmaps = [t for t in tags["images"] if t.startswith("heatmaps/train/")]
     # Tags name the image id and the class (each image also alone); the steps are on the
     # slider: epochs 1, 4, 8 and 10 end at steps 15, 60, 120, 150 (120 images in batches of 8).
@@ -104,10 +109,10 @@ def test_visdom_has_the_curve_and_heatmap_windows(
     server, port = visdom_server
     reader = Visdom(server=server, port=port, use_incoming_socket=False, raise_exceptions=True)
     windows = json.loads(reader.get_window_data(env="localizer_test"))
-    for name in ("train/loss_step", "val/loss", "val/mAP", "train/metric2", "hparams"):
+    for name in ("train/loss_step", "val/loss", "val/cls_mAP", "train/metric2", "hparams"):
         assert name in windows, name
     assert any(w.startswith("heatmaps/final/") for w in windows)
-    assert len(windows["val/mAP"]["content"]["data"][0]["x"]) == EPOCHS
+    assert len(windows["val/cls_mAP"]["content"]["data"][0]["x"]) == EPOCHS
 
 
 def test_evaluate_reproduces_the_test_metrics_from_the_checkpoint(
@@ -118,6 +123,6 @@ def test_evaluate_reproduces_the_test_metrics_from_the_checkpoint(
     results = evaluate(cfg)
     for name, value in runs["trained"].items():
         assert results["metrics"][name] == pytest.approx(value, abs=1e-6), name
-    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["mAP"] == pytest.approx(
-        runs["trained"]["mAP"]
-    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"][
+        "cls_mAP"
+    ] == pytest.approx(runs["trained"]["cls_mAP"])

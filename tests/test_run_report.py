@@ -39,10 +39,10 @@ def _write_config(run_dir: Path) -> None:
 def _write_metrics(run_dir: Path) -> None:
     write_results(
         run_dir,
-        {"mAP": 0.123456, "det_mAP": 0.5, "CorLoc": float("nan")},
+        {"cls_mAP": 0.123456, "det_mAP": 0.5, "CorLoc": float("nan")},
         {
-            "AP_cls": {"dog": 0.25, ODD_CLASS: 0.75},
-            "AP_det": {"dog": 0.3333333, ODD_CLASS: float("nan")},
+            "cls_AP": {"dog": 0.25, ODD_CLASS: 0.75},
+            "det_AP": {"dog": 0.3333333, ODD_CLASS: float("nan")},
         },
     )
 
@@ -54,7 +54,7 @@ def _write_events(run_dir: Path) -> None:
         writer.add_scalar("train/loss_step", 1.0 / (step + 1), step)
     for step, loss, m_ap in ((4, 0.8, 0.2), (9, 0.6, 0.4)):
         writer.add_scalar("val/loss", loss, step)
-        writer.add_scalar("val/mAP", m_ap, step)
+        writer.add_scalar("val/cls_mAP", m_ap, step)
     writer.add_scalar("lr-SGD", 0.01, 9)
     writer.close()
 
@@ -103,7 +103,7 @@ def test_full_report_shows_every_part(full_run: Path) -> None:
     assert re.search(r"<code>data.root</code></td><td>\S*outputs/datasets/generated</td>", page)
     assert "Full config" in page and "heatmap_boxes:" in page
     # metrics: 4 decimals, NaN/null as a dash, class names escaped
-    assert '<td>mAP</td><td class="num">0.1235</td>' in page
+    assert '<td>cls_mAP</td><td class="num">0.1235</td>' in page
     assert f'<td>CorLoc</td><td class="num">{DASH}</td>' in page
     assert '<td>dog</td><td class="num">0.2500</td><td class="num">0.3333</td>' in page
     escaped = "&lt;b&gt;cat&lt;/b&gt; &amp; co"
@@ -111,7 +111,7 @@ def test_full_report_shows_every_part(full_run: Path) -> None:
     assert ODD_CLASS not in page
     # training curves read back: last values of the scalars
     assert '<td>val/loss</td><td class="num">2</td><td class="num">9</td>' in page
-    assert '<td class="num">0.4</td>' in page  # val/mAP at step 9
+    assert '<td class="num">0.4</td>' in page  # val/cls_mAP at step 9
     assert 'class="note"' not in page
     links = _image_links(page)
     assert len(links) == 5  # AP chart, PR curves, training curves, 2 pictures
@@ -152,14 +152,14 @@ def test_a_broken_file_becomes_a_note_and_the_rest_still_renders(full_run: Path)
     page = write_run_report(full_run).read_text(encoding="utf-8")
     assert "This part could not be made: JSONDecodeError" in page
     assert "<title>Run 2024-01-01_00-00-00</title>" in page
-    assert '<td>mAP</td><td class="num">0.1235</td>' in page
+    assert '<td>cls_mAP</td><td class="num">0.1235</td>' in page
     assert not (full_run / "report_files" / "stale.png").exists()
     assert len(_image_links(page)) == 4
 
 
 def test_read_scalars_gives_every_point_in_step_order(full_run: Path) -> None:
     scalars = read_scalars(full_run)
-    assert set(scalars) == {"train/loss_step", "val/loss", "val/mAP", "lr-SGD"}
+    assert set(scalars) == {"train/loss_step", "val/loss", "val/cls_mAP", "lr-SGD"}
     steps, values = scalars["train/loss_step"]
     np.testing.assert_array_equal(steps, np.arange(10))
     np.testing.assert_allclose(values, 1.0 / np.arange(1, 11), rtol=1e-6)

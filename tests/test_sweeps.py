@@ -62,8 +62,10 @@ def handmade_sweep(tmp_path: Path) -> Path:
     lost its overrides; a ``.submitit`` folder and an old summary are not jobs."""
     sweep = tmp_path / "sweep"
     lr0, lr1 = ["model.optimizer.lr=0.01", "+x=a|b"], ["model.optimizer.lr=0.001"]
-    make_job(sweep, 10, lr1, json.dumps({"metrics": {"mAP": 0.5, "CorLoc": None}}))
-    make_job(sweep, 0, lr0, json.dumps({"metrics": {"mAP": 0.123456789012345}, "per_class": {}}))
+    make_job(sweep, 10, lr1, json.dumps({"metrics": {"cls_mAP": 0.5, "CorLoc": None}}))
+    make_job(
+        sweep, 0, lr0, json.dumps({"metrics": {"cls_mAP": 0.123456789012345}, "per_class": {}})
+    )
     make_job(sweep, 1, ["model.optimizer.lr=-1"], None)
     make_job(sweep, 2, None, "{not json")
     (sweep / ".submitit").mkdir()
@@ -75,7 +77,7 @@ def test_summary_has_a_row_per_job_by_number(handmade_sweep: Path) -> None:
     csv_path, md_path = summarize_sweep(handmade_sweep)
     assert (csv_path, md_path) == (handmade_sweep / "summary.csv", handmade_sweep / "summary.md")
     rows = read_csv(csv_path)
-    header = ["job", "model.optimizer.lr", "+x", "mAP", "CorLoc", "status"]
+    header = ["job", "model.optimizer.lr", "+x", "cls_mAP", "CorLoc", "status"]
     assert list(rows[0]) == header
     assert [list(row.values()) for row in rows] == [
         ["0", "0.01", "a|b", "0.123456789012345", "", "ok"],
@@ -158,12 +160,12 @@ def test_sweep_writes_a_summary(tiny_root: Path, tmp_path: Path) -> None:
     md = md_rows(sweep / "summary.md")
     for row, md_row in zip(rows, md[1:], strict=True):
         metrics = job_metrics(sweep, row["job"])
-        assert float(row["mAP"]) == metrics["mAP"] and 0 <= metrics["mAP"] <= 1
+        assert float(row["cls_mAP"]) == metrics["cls_mAP"] and 0 <= metrics["cls_mAP"] <= 1
         assert {name: row[name] for name in metrics} == {
             name: "" if value is None else repr(value) for name, value in metrics.items()
         }
         assert md_row[-1] == row["status"]
-        assert float(md_row[md[0].index("mAP")]) == pytest.approx(metrics["mAP"], rel=1e-3)
+        assert float(md_row[md[0].index("cls_mAP")]) == pytest.approx(metrics["cls_mAP"], rel=1e-3)
     assert md[0] == list(rows[0])
 
 
@@ -196,7 +198,7 @@ def test_optuna_search_composes() -> None:
         "model.optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
         "model.net.pooling": "choice(max, avg, lse, topk)",
     }
-    assert cfg.optimized_metric == "mAP"
+    assert cfg.optimized_metric == "cls_mAP"
     assert (cfg.data.train_split, cfg.data.val_split, cfg.data.test_split) == (
         "train",
         "val",
@@ -215,7 +217,7 @@ def test_optuna_search_finds_the_best_trial(tiny_root: Path, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(sweep / "summary.csv")
     assert [r["status"] for r in rows] == ["ok", "ok"]
-    values = {r["job"]: job_metrics(sweep, r["job"])["mAP"] for r in rows}
+    values = {r["job"]: job_metrics(sweep, r["job"])["cls_mAP"] for r in rows}
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     best_job = max(values, key=values.__getitem__)
     assert best["best_value"] == values[best_job]

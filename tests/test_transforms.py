@@ -6,13 +6,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from wsl.data.transforms import (
-    IMAGENET_MEAN,
-    boxes_to_original,
-    build_transform,
-    continuous_to_inclusive,
-    inclusive_to_continuous,
-)
+from wsl.data.transforms import IMAGENET_MEAN, build_transform
+from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
 
 
 def sample(width: int = 100, height: int = 60) -> dict:

@@ -14,8 +14,6 @@ import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler
 
 from wsl.evaluation.corloc import CorLocEvaluator
-from wsl.evaluation.iou import voc_iou
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth
 from wsl.evaluation.pointing import PointingGameEvaluator
 from wsl.evaluation.voc_detection import (
     VOCDetectionEvaluator,
@@ -23,6 +21,8 @@ from wsl.evaluation.voc_detection import (
     voc_detection_ap,
     write_devkit_results,
 )
+from wsl.structures.boxes import voc_iou
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 CLASSES = ["cat", "dog", "bird", "cow"]
 

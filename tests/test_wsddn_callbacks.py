@@ -222,12 +222,12 @@ def test_perfect_detections_give_ap_one_every_k_steps_and_at_the_end(
     perfect_run: dict[str, Any], generated_root: Path
 ) -> None:
     events, model = perfect_run["events"], perfect_run["model"]
-    scalars = events.Scalars("eval/mAP")
+    scalars = events.Scalars("eval/det_mAP")
     assert [s.step for s in scalars] == [2, 4, 5]
     assert [s.value for s in scalars] == pytest.approx([1.0] * 3)
     present = present_classes(generated_root, picked_ids(generated_root, 5))
-    per_class = {t for t in events.Tags()["scalars"] if t.startswith("eval/AP/")}
-    assert per_class == {f"eval/AP/{c}" for c in present}
+    per_class = {t for t in events.Tags()["scalars"] if t.startswith("eval/det_AP/")}
+    assert per_class == {f"eval/det_AP/{c}" for c in present}
     assert [s.value for t in per_class for s in events.Scalars(t)] == pytest.approx(
         [1.0] * 3 * len(per_class)
     )
@@ -241,10 +241,10 @@ def test_perfect_detections_give_ap_one_every_k_steps_and_at_the_end(
 def test_class_ap_bar_chart_in_tensorboard_and_visdom(
     perfect_run: dict[str, Any], generated_root: Path
 ) -> None:
-    charts = perfect_run["events"].Images("eval/AP")
+    charts = perfect_run["events"].Images("eval/det_AP")
     assert [c.step for c in charts] == [2, 4, 5]
     assert charts[0].width > 200 and charts[0].height > 200
-    [bars] = perfect_run["windows"]["eval/AP"]["content"]["data"]
+    [bars] = perfect_run["windows"]["eval/det_AP"]["content"]["data"]
     present = present_classes(generated_root, picked_ids(generated_root, 5))
     assert bars["x"] == present
     assert bars["y"] == pytest.approx([1.0] * len(present))  # 11 x (1 / 11): 1 + 2e-16
@@ -259,12 +259,12 @@ def test_known_mistakes_give_the_hand_computed_ap(
     # n false positives above n true positives: precision k / (n + k) at recall k / n, so the
     # best precision at every recall level is n / 2n
     expected = {c: 1.0 for c in present} | {classes[FP_CLASS]: 0.5, classes[MISSED_CLASS]: 0.0}
-    [scalar] = events.Scalars("eval/mAP")  # step 3 once: the end did not evaluate it again
+    [scalar] = events.Scalars("eval/det_mAP")  # step 3 once: the end did not evaluate it again
     assert scalar.step == 3
     assert scalar.value == pytest.approx(np.mean(list(expected.values())))
     for name, ap in expected.items():
-        assert events.Scalars(f"eval/AP/{name}")[0].value == pytest.approx(ap), name
-    [bars] = mistakes_run["windows"]["eval/AP"]["content"]["data"]
+        assert events.Scalars(f"eval/det_AP/{name}")[0].value == pytest.approx(ap), name
+    [bars] = mistakes_run["windows"]["eval/det_AP"]["content"]["data"]
     assert dict(zip(bars["x"], bars["y"], strict=True)) == pytest.approx(expected)
     assert len(mistakes_run["model"].detected_ids) == len(picked_ids(generated_root, None))
 

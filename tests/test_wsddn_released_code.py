@@ -279,5 +279,6 @@ def test_all_point_map_reaches_metrics_json(generated_root: Path, tmp_path: Path
     ]  # fmt: skip
     metrics = train(compose_cfg("train", overrides, tmp_path))
     written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert written["mAP_allpoint"] == pytest.approx(metrics["mAP_allpoint"])
-    assert 0 <= written["mAP_allpoint"] <= 1 and written["mAP"] != written["mAP_allpoint"]
+    assert written["det_mAP_allpoint"] == pytest.approx(metrics["det_mAP_allpoint"])
+    assert 0 <= written["det_mAP_allpoint"] <= 1
+    assert written["det_mAP"] != written["det_mAP_allpoint"]

@@ -13,7 +13,7 @@ image). Boxes come back in 0-based inclusive pixels of the image as given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,10 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from wsl.checkpoint import load_module, load_run_config
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import selective_search
-from wsl.data.transforms import (
-    boxes_to_original,
-    build_transform,
-    continuous_to_inclusive,
-    inclusive_to_continuous,
-)
+from wsl.data.transforms import build_transform
 from wsl.data.voc import read_rgb
-from wsl.evaluation.heatmap_boxes import heatmap_boxes
-from wsl.training.localizer_module import LocalizerModule
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
+from wsl.training.base_module import WSLModule
 
 
 @dataclass(frozen=True)
@@ -82,61 +76,53 @@ def load_model(
     return load_module(ckpt_path, run_cfg, map_location=device).eval(), run_cfg
 
 
-def localizer_predictor(
-    module: LocalizerModule, transform: Callable, class_threshold: float
-) -> Predictor:
-    """Boxes read off the heatmaps of the classes scoring at least ``class_threshold`` (the best
-    class when none does), with the module's ``box_config``."""
-
-    def predict_image(key: Hashable, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
-        size = (image.shape[1], image.shape[2])
-        inputs = transform(tv_tensors.Image(image)).as_subclass(Tensor)
-        output = module(inputs[None].to(module.device))
-        maps = output.score_maps[0].float()
-        scores = torch.sigmoid(output.logits[0].float()).cpu()
-        predicted = (scores >= class_threshold).nonzero().squeeze(1).tolist()
-        predicted = predicted or [int(scores.argmax())]
-        found = heatmap_boxes(maps, size, scores, module.box_config, classes=predicted)
-        heatmaps = torch.sigmoid(maps).cpu()
-        return Prediction(
-            found.boxes, found.scores, found.classes, scores, heatmaps, tuple(predicted)
-        )
-
-    return predict_image
-
-
-def wsddn_predictor(
-    module: WSDDNModule,
+def model_predictor(
+    module: WSLModule,
     transform: Callable,
-    proposals: dict[Hashable, Proposals],
-    proposal_filter: ProposalFilter,
+    class_threshold: float,
+    proposals: Mapping[Hashable, Proposals] | None = None,
+    proposal_filter: ProposalFilter | None = None,
 ) -> Predictor:
-    """WSDDN's detections among each image's filtered ``proposals`` (by image key; boxes in
-    pixels of the image on disk)."""
+    """``module.detect`` on one image at a time, for any family. A family that needs proposals
+    (``module.needs_proposals``) scores each image's filtered ``proposals`` (by image key;
+    boxes in pixels of the image on disk). A family that shows class evidence (the Localizer)
+    keeps the boxes of the classes scoring at least ``class_threshold`` (the best class when
+    none does) and returns its class scores and heatmaps."""
 
     def predict_image(key: Hashable, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
         size = (image.shape[1], image.shape[2])
-        source = f"selective-search proposals of {key}"
-        kept = proposal_filter.apply(proposals[key], on_disk[1], on_disk[0], source)
-        # The proposals on the working image (the same rescaling, from disk to working size).
-        working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
-        continuous = inclusive_to_continuous(working)
-        sample = transform(
-            {
-                "image": tv_tensors.Image(image),
-                "proposals": tv_tensors.BoundingBoxes(continuous, format="XYXY", canvas_size=size),
-            }
-        )
+        sample = {"image": tv_tensors.Image(image)}
+        if module.needs_proposals:
+            if proposals is None or proposal_filter is None:
+                raise ValueError(f"a {type(module).__name__} needs proposals and their filter")
+            source = f"selective-search proposals of {key}"
+            kept = proposal_filter.apply(proposals[key], on_disk[1], on_disk[0], source)
+            # The proposals on the working image (the same rescaling, from disk to working size).
+            working = boxes_to_original(torch.from_numpy(kept.boxes).float(), on_disk, size)
+            sample["proposals"] = tv_tensors.BoundingBoxes(
+                inclusive_to_continuous(working), format="XYXY", canvas_size=size
+            )
+        sample = transform(sample)
         inputs = sample["image"].as_subclass(Tensor)
-        batch = {
+        batch: dict[str, Any] = {
             "image": inputs[None],
-            "proposals": [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))],
-            "proposal_scores": [None],
             "original_size": [size],
             "input_size": [(inputs.shape[1], inputs.shape[2])],
         }
-        boxes, scores, classes = (t.cpu() for t in module.detect(batch)[0])
-        return Prediction(boxes, scores, classes)
+        if module.needs_proposals:
+            batch["proposals"] = [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))]
+            batch["proposal_scores"] = [None]
+        [found], [evidence] = module.detect_with_evidence(batch)
+        boxes, scores, classes = (t.cpu() for t in found)
+        if evidence is None:
+            return Prediction(boxes, scores, classes)
+        class_scores, heatmaps = evidence
+        predicted = (class_scores >= class_threshold).nonzero().squeeze(1).tolist()
+        predicted = predicted or [int(class_scores.argmax())]
+        keep = torch.isin(classes, torch.tensor(predicted, dtype=classes.dtype))
+        return Prediction(
+            boxes[keep], scores[keep], classes[keep], class_scores, heatmaps, tuple(predicted)
+        )
 
     return predict_image
 
@@ -172,7 +158,7 @@ class Detections:
 
 
 class Detector:
-    """A trained Localizer or WSDDN that finds boxes in images (build it with :func:`load`)."""
+    """A trained model of any family that finds boxes in images (build it with :func:`load`)."""
 
     def __init__(
         self,
@@ -184,7 +170,7 @@ class Detector:
         selective_search_mode: str = "fast",
         selective_search_max_side: int | None = 500,
     ) -> None:
-        if not isinstance(module, LocalizerModule | WSDDNModule):
+        if not isinstance(module, WSLModule):
             raise TypeError(f"cannot detect with a {type(module).__name__}")
         self.module = module
         self.class_names = list(module.class_names)
@@ -223,16 +209,17 @@ class Detector:
         tensors = [as_uint8_image(image) for image in images]
         if proposals is not None and len(proposals) != len(tensors):
             raise ValueError(f"{len(proposals)} proposal sets for {len(tensors)} images")
-        if isinstance(self.module, LocalizerModule):
-            predictor = localizer_predictor(self.module, self.transform, self.class_threshold)
-        else:
+        found = None
+        if self.module.needs_proposals:
             found = {
                 i: self._proposals(image)
                 if proposals is None
                 else Proposals(np.asarray(proposals[i], dtype=np.float32).reshape(-1, 4))
                 for i, image in enumerate(tensors)
             }
-            predictor = wsddn_predictor(self.module, self.transform, found, self.proposal_filter)
+        predictor = model_predictor(
+            self.module, self.transform, self.class_threshold, found, self.proposal_filter
+        )
         results = []
         for i, image in enumerate(tensors):
             size = (image.shape[1], image.shape[2])  # the input is the working image

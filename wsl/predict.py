@@ -50,22 +50,21 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
 from wsl.data.proposals import ProposalFilter, Proposals
-from wsl.data.transforms import boxes_to_original, build_transform
+from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider, read_rgb
 from wsl.detector import (
     Prediction,
     load_model,
-    localizer_predictor,
+    model_predictor,
     resolve_device,
-    wsddn_predictor,
 )
 from wsl.drawing import PALETTE, draw_boxes, overlay_heatmap, save_png
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.console import quiet_console
 from wsl.runtime.run_dir import RunDirError, ensure_writable
 from wsl.runtime.run_failure import reported_run
-from wsl.training.localizer_module import LocalizerModule
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.structures.boxes import boxes_to_original
+from wsl.training.base_module import WSLModule
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +226,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     class_names = list(module.class_names)
     transform = build_transform(**run_cfg.data.eval_transform)
     errors: dict[Path, DataError] = {}
-    if isinstance(module, LocalizerModule):
-        predictor = localizer_predictor(module, transform, cfg.class_threshold)
-    elif isinstance(module, WSDDNModule):
-        proposals, errors = search_proposals(hydra.utils.instantiate(cfg.proposals), images)
-        predictor = wsddn_predictor(
-            module, transform, proposals, run_filter(run_cfg, cfg.proposal_filter)
-        )
-    else:
+    if not isinstance(module, WSLModule):
         raise TypeError(f"{cfg.ckpt_path}: cannot predict with a {type(module).__name__}")
+    proposals, proposal_filter = None, None
+    if module.needs_proposals:
+        proposals, errors = search_proposals(hydra.utils.instantiate(cfg.proposals), images)
+        proposal_filter = run_filter(run_cfg, cfg.proposal_filter)
+    predictor = model_predictor(module, transform, cfg.class_threshold, proposals, proposal_filter)
     results: dict[str, Any] = {}
     stems = picture_stems(images)
     taken: set[str] = set()

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from wsl.benchmarks.plain_voc_eval import plain_voc07_ap
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth
 from wsl.evaluation.voc_detection import voc_detection_ap
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 DIFFICULT_FRACTION = 0.1  # of GT objects
 ON_GT_FRACTION = 0.5  # of detections: jittered around a GT box; the others are random boxes

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 
 def plain_voc07_ap(

@@ -6,7 +6,7 @@
 of those hyperparameters (flattened with ``/``, as Lightning does; the config groups that do
 not change what a run learns, ``callbacks``, ``logger`` and ``paths``, left out, so the
 tab's first columns are data, model and trainer settings) naming the test's metrics
-(``test/mAP``, ...), so the HParams tab lists one row per run with its settings and final
+(``test/det_mAP``, ...), so the HParams tab lists one row per run with its settings and final
 numbers, read from the ``test/...`` scalars the test already logged.
 
 This follows ``lightning_fabric.loggers.tensorboard.TensorBoardLogger.log_hyperparams``, but

@@ -1,7 +1,8 @@
 """VOC07 detection AP of a detector on a fixed subset of images, every k steps while it trains.
 
 The LightningModule must have ``detect(batch) -> [(boxes (K, 4), scores (K,), classes (K,))]``,
-one tuple per image, boxes in 0-based inclusive pixels of the image on disk (``WSDDNModule``).
+one tuple per image, boxes in 0-based inclusive pixels of the image on disk (every family:
+:class:`~wsl.training.base_module.WSLModule`).
 The images are drawn once, with a seed, from a split of the datamodule (``trainer.datamodule``,
 a :class:`~wsl.data.datamodule.VOCDataModule`), loaded with its eval transform, collate function,
 batch size and workers. AP is VOC07's (11-point, difficult ignored, see
@@ -21,17 +22,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from wsl.data.dataset import VOCDataset
-from wsl.evaluation.per_image import ImageDetections, ImageGroundTruth, defined_mean
+from wsl.evaluation.per_image import defined_mean
 from wsl.evaluation.voc_detection import voc_detection_ap
 from wsl.loggers.images import log_bar
+from wsl.structures.detections import Detections, ImageDetections, ImageGroundTruth
 
 log = logging.getLogger(__name__)
-
-Detections = list[tuple[Tensor, Tensor, Tensor]]
 
 
 def split_dataset(trainer: pl.Trainer, split: str | None) -> tuple[str, VOCDataset]:
@@ -68,7 +67,7 @@ def subset_loader(trainer: pl.Trainer, dataset: VOCDataset, indices: Sequence[in
     )
 
 
-def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> Detections:
+def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> list[Detections]:
     """``pl_module.detect(batch)`` with the batch on the module's device, in eval mode without
     gradients; the module's mode is restored afterwards."""
     batch = trainer.strategy.batch_to_device(batch, pl_module.device)
@@ -84,10 +83,10 @@ def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -
 class PeriodicDetectionEvaluation(pl.Callback):
     """Log VOC07 detection AP on fixed images every ``every_n_steps`` steps and after training.
 
-    Logged at the optimizer step it was reached: ``eval/mAP`` to every logger; class-wise AP
-    with :func:`~wsl.loggers.images.log_bar` as ``eval/AP`` (TensorBoard: a bar-chart figure
-    and scalars ``eval/AP/<class>``; visdom: a bar window). Classes without a non-difficult GT
-    box among the images have no AP and are left out of both.
+    Logged at the optimizer step it was reached: ``eval/det_mAP`` to every logger; class-wise
+    AP with :func:`~wsl.loggers.images.log_bar` as ``eval/det_AP`` (TensorBoard: a bar-chart
+    figure and scalars ``eval/det_AP/<class>``; visdom: a bar window). Classes without a
+    non-difficult GT box among the images have no AP and are left out of both.
 
     Args:
         every_n_steps: evaluate after optimizer steps k, 2k, ... and once more when training
@@ -140,7 +139,7 @@ class PeriodicDetectionEvaluation(pl.Callback):
         self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        """Detect, compute AP and log it; return ``{"mAP", "ap_per_class"}`` (``{}`` on other
+        """Detect, compute AP and log it; return ``{"det_mAP", "det_AP"}`` (``{}`` on other
         ranks and when this step was evaluated already)."""
         step = trainer.global_step
         if not trainer.is_global_zero or step == self._last_step or self.loader is None:
@@ -159,8 +158,8 @@ class PeriodicDetectionEvaluation(pl.Callback):
         ap_per_class = {name: c.ap for name, c in zip(self.class_names, per_class, strict=True)}
         mean_ap = defined_mean(list(ap_per_class.values()))
         for logger in trainer.loggers:
-            logger.log_metrics({"eval/mAP": mean_ap}, step=step)
+            logger.log_metrics({"eval/det_mAP": mean_ap}, step=step)
         defined = {name: ap for name, ap in ap_per_class.items() if not math.isnan(ap)}
-        log_bar(trainer.loggers, "eval/AP", list(defined.values()), list(defined), step=step)
-        log.info("step %d: eval/mAP %.4f on %d images", step, mean_ap, len(detections))
-        return {"mAP": mean_ap, "ap_per_class": ap_per_class}
+        log_bar(trainer.loggers, "eval/det_AP", list(defined.values()), list(defined), step=step)
+        log.info("step %d: eval/det_mAP %.4f on %d images", step, mean_ap, len(detections))
+        return {"det_mAP": mean_ap, "det_AP": ap_per_class}

@@ -26,14 +26,14 @@ def write_test_files(
     output_dir: str | Path, results: dict[str, Any], split: str, class_names: list[str]
 ) -> list[Path]:
     """``metrics.json``, ``per_class.csv`` and, when the results carry them, devkit results
-    files (``detections``), a per-class AP chart (``per_class["AP"]``) and PR curves."""
+    files (``detections``), a per-class AP chart (``per_class["det_AP"]``) and PR curves."""
     paths = list(write_results(output_dir, results["metrics"], results["per_class"]).values())
     if "detections" in results:
         paths += write_devkit_results(output_dir, split, class_names, *results["detections"])
-    if "AP" in results["per_class"]:
+    if "det_AP" in results["per_class"]:
         title = f"detection AP per class ({split})"
         paths.append(
-            write_ap_chart(Path(output_dir) / "class_ap.png", results["per_class"]["AP"], title)
+            write_ap_chart(Path(output_dir) / "class_ap.png", results["per_class"]["det_AP"], title)
         )
     if "curves" in results:
         paths.append(write_pr_curves(output_dir, results["curves"]))

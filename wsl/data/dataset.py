@@ -11,8 +11,8 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
-from wsl.data.transforms import continuous_to_inclusive, inclusive_to_continuous
 from wsl.data.voc import VOCIndex, read_rgb
+from wsl.structures.boxes import continuous_to_inclusive, inclusive_to_continuous
 
 Sample = dict[str, Any]
 

@@ -1,10 +1,8 @@
-"""Image + box transforms (torchvision ``transforms.v2``) and the box-convention edges.
+"""Image + box transforms (torchvision ``transforms.v2``).
 
-Inside wsl, boxes are 0-based *inclusive* pixels (``shared/DESIGN.md``). torchvision's
-geometric transforms treat ``XYXY`` boxes as continuous coordinates with an exclusive end,
-so the dataset converts with :func:`inclusive_to_continuous` before a transform and
-:func:`continuous_to_inclusive` after it. A flip then maps pixel column ``x`` to
-``W - 1 - x`` and a resize by ``s`` maps the pixel span ``[a, b]`` to ``[s*a, s*(b+1) - 1]``.
+torchvision's geometric transforms treat ``XYXY`` boxes as continuous coordinates with an
+exclusive end, so the dataset converts wsl's inclusive boxes before a transform and back after
+it (:mod:`wsl.structures.boxes`, the home of the box conventions).
 """
 
 from __future__ import annotations
@@ -17,29 +15,6 @@ from torchvision.transforms import v2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_CHOICES = ("square", "shortest_side")
-
-
-def inclusive_to_continuous(boxes: torch.Tensor) -> torch.Tensor:
-    """Inclusive pixel boxes ``[x1, y1, x2, y2]`` -> continuous boxes with exclusive end."""
-    return boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-
-
-def continuous_to_inclusive(boxes: torch.Tensor) -> torch.Tensor:
-    """Continuous boxes with exclusive end -> inclusive pixel boxes."""
-    return boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-
-
-def boxes_to_original(
-    boxes: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> torch.Tensor:
-    """Map inclusive boxes on the resized network input back to the image on disk.
-
-    Sizes are ``(height, width)``. Undoes the resize only (evaluation never flips).
-    """
-    scale_y = original_size[0] / input_size[0]
-    scale_x = original_size[1] / input_size[1]
-    scale = boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-    return continuous_to_inclusive(inclusive_to_continuous(boxes) * scale)
 
 
 def build_transform(

@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from wsl.evaluation.iou import voc_iou
 from wsl.evaluation.per_image import (
     DetectionEvaluator,
-    ImageDetections,
-    ImageGroundTruth,
     check_classes,
     defined_mean,
     fraction_per_class,
 )
+from wsl.structures.boxes import voc_iou
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 
 def corloc(

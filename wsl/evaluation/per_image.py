@@ -1,4 +1,5 @@
-"""Per-image records the evaluators collect, their gathering across processes, class means.
+"""The per-image evaluators, their gathering across processes, class means (the records they
+collect are :mod:`wsl.structures.detections`'s).
 
 Every evaluator here follows detectron2's ``reset / process / evaluate``: ``process`` keeps
 one record per image id, ``evaluate`` gathers the records of every rank (when
@@ -13,67 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
 import numpy as np
 import torch.distributed as dist
-from torch import Tensor
 
-ArrayLike = Tensor | np.ndarray
-Record = TypeVar("Record", "ImageDetections", "ImageGroundTruth")
-
-
-def to_numpy(values: ArrayLike, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    """``values`` as a numpy array of ``dtype``, reshaped to ``shape`` (-1: any length)."""
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=dtype).reshape(shape)
-
-
-def _same_length(record: Record) -> Record:
-    """``record`` itself, after checking that its fields describe the same number of boxes."""
-    lengths = {name: len(value) for name, value in zip(record._fields, record, strict=True)}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"{type(record).__name__} fields differ in length: {lengths}")
-    return record
-
-
-class ImageDetections(NamedTuple):
-    """Detections of one image: boxes ``(K, 4)`` (0-based inclusive), scores, class indices."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-
-    @classmethod
-    def of(cls, boxes: ArrayLike, scores: ArrayLike, classes: ArrayLike) -> ImageDetections:
-        """Convert tensors or arrays; scores keep their precision (float32 -> float64 is exact)."""
-        return _same_length(
-            cls(
-                to_numpy(boxes, np.float64, (-1, 4)),
-                to_numpy(scores, np.float64, (-1,)),
-                to_numpy(classes, np.int64, (-1,)),
-            )
-        )
-
-
-class ImageGroundTruth(NamedTuple):
-    """Ground truth of one image: boxes ``(G, 4)`` (0-based inclusive), classes, difficult."""
-
-    boxes: np.ndarray
-    classes: np.ndarray
-    difficult: np.ndarray
-
-    @classmethod
-    def of(cls, boxes: ArrayLike, classes: ArrayLike, difficult: ArrayLike) -> ImageGroundTruth:
-        """Convert tensors or arrays."""
-        return _same_length(
-            cls(
-                to_numpy(boxes, np.float64, (-1, 4)),
-                to_numpy(classes, np.int64, (-1,)),
-                to_numpy(difficult, np.bool_, (-1,)),
-            )
-        )
+from wsl.structures.detections import ArrayLike, ImageDetections, ImageGroundTruth
 
 
 def gather_by_image(records: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -19,14 +19,12 @@ import torch
 from torch import Tensor
 
 from wsl.evaluation.per_image import (
-    ArrayLike,
-    ImageGroundTruth,
     PerImageEvaluator,
     check_classes,
     defined_mean,
     fraction_per_class,
-    to_numpy,
 )
+from wsl.structures.detections import ArrayLike, ImageGroundTruth, to_numpy
 
 OQUAB_TOLERANCE = 18.0  # pixels at the original image scale
 

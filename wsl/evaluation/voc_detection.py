@@ -36,17 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from wsl.evaluation.iou import voc_iou
-from wsl.evaluation.per_image import (
-    ArrayLike,
-    DetectionEvaluator,
-    ImageDetections,
-    ImageGroundTruth,
-    Record,
-    check_classes,
-    defined_mean,
-)
+from wsl.evaluation.per_image import DetectionEvaluator, check_classes, defined_mean
 from wsl.runtime.atomic import atomic_path
+from wsl.structures.boxes import voc_iou
+from wsl.structures.detections import ArrayLike, ImageDetections, ImageGroundTruth, Record
 
 
 @dataclass(frozen=True)

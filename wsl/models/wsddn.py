@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align, roi_pool
 
 from wsl.models.backbones import build_backbone
+from wsl.structures.boxes import voc_iou
 
 ROI_OPS = ("pool", "align")
 EPS = 1e-6  # image scores are clamped into [EPS, 1 - EPS], so BCE's logs stay finite
@@ -299,23 +300,13 @@ def spatial_regulariser(
     ranked_scores = ranked_scores[image, :, cls]
     top, others, exists = ranked[:, :1], ranked[:, 1:], ranked_scores[:, 1:].isfinite()
     others = others.where(exists, top)  # past an image's regions: a valid index, masked out
-    near = exists & (_iou(boxes[top], boxes[others]) > iou_threshold)
+    near = exists & (voc_iou(boxes[top], boxes[others]) > iou_threshold)
     pair, rank = near.nonzero(as_tuple=True)
     weight = ranked_scores[:, 1:][pair, rank]
     distance = (features[others[pair, rank]] - features[top[pair, 0]]).pow(2).sum(dim=1)
     value = (0.5 * weight.pow(2) * distance.detach()).sum()
     surrogate = (0.5 * weight * distance).sum()  # its gradient is the code's backward
     return (value + surrogate - surrogate.detach()) / num_images
-
-
-def _iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of inclusive boxes ``a[..., 4]`` and ``b[..., 4]`` broadcast (VOC's +1 convention)."""
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + 1).clamp(0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + 1).clamp(0)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter)
 
 
 def _check_proposals(

@@ -161,8 +161,8 @@ def metrics_section(run_dir: Path) -> str:
 
 
 def _ap_columns(per_class: Mapping[str, Any]) -> list[str]:
-    """The AP-like per-class columns (``AP``, ``AP_cls``, ``AP_det``, ...), in file order."""
-    return [column for column in per_class if column.upper().startswith("AP")]
+    """The AP-like per-class columns (``cls_AP``, ``det_AP``, ...), in file order."""
+    return [column for column in per_class if "AP" in column.split("_")]
 
 
 def per_class_section(run_dir: Path, files: Path) -> str:

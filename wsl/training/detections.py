@@ -32,14 +32,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from wsl.data.transforms import boxes_to_original, inclusive_to_continuous
+from wsl.structures.boxes import Size, boxes_to_original, hflip_boxes, inclusive_to_continuous
 
-Size = tuple[int, int]  # (height, width)
 SCORE_THRESHOLD_ON = ("mean", "sum")  # what the score threshold compares, over the test views
 
 
@@ -86,12 +84,6 @@ def region_detections(
     keep = batched_nms(inclusive_to_continuous(candidate_boxes), scores, classes, config.nms_iou)
     keep = keep[: config.top_k]  # batched_nms sorts by decreasing score
     return candidate_boxes[keep], scores[keep], classes[keep]
-
-
-def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
-    """Inclusive boxes (K, 4) of an image ``width`` pixels wide, after a horizontal flip."""
-    x1, y1, x2, y2 = boxes.unbind(dim=1)
-    return torch.stack([width - 1 - x2, y1, width - 1 - x1, y2], dim=1)
 
 
 def shortest_side_size(size: Size, scale: int, max_size: int | None = None) -> Size:

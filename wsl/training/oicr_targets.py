@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from wsl.evaluation.iou import voc_iou
+from wsl.structures.boxes import voc_iou
 
 FG_THRESHOLD = 0.5  # cfg.TRAIN.FG_THRESH
 BG_THRESHOLD = 0.1  # cfg.TRAIN.BG_THRESH: lower best overlap → ignored (weight 0)

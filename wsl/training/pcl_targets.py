@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wsl.evaluation.iou import voc_iou
+from wsl.structures.boxes import voc_iou
 from wsl.training.oicr_targets import (
     BG_THRESHOLD,
     FG_THRESHOLD,

@@ -1,0 +1,30 @@
+"""The one box-geometry home: IoU with the +1 pixel convention, on arrays and tensors alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsl.structures.boxes import voc_iou
+
+
+def test_voc_iou_counts_pixels_inclusively() -> None:
+    # a: 10 x 10 pixels (0..9), b: 10 x 10 pixels (5..14): overlap 5 x 5 = 25 of 175
+    a, b = np.array([0, 0, 9, 9]), np.array([5, 5, 14, 14])
+    assert voc_iou(a, b) == pytest.approx(25 / 175)
+    assert voc_iou(a, np.array([10, 0, 19, 9])) == 0  # adjacent columns: no shared pixel
+    assert voc_iou(a, np.array([9, 0, 18, 9])) == pytest.approx(10 / 190)  # one shared column
+
+
+def test_voc_iou_is_the_same_on_tensors_and_broadcasts() -> None:
+    boxes = np.array([[0, 0, 9, 9], [5, 5, 14, 14], [2, 3, 4, 20]], dtype=np.float64)
+    matrix = voc_iou(boxes[:, None], boxes[None])
+    assert matrix.shape == (3, 3) and matrix.dtype == np.float64
+    np.testing.assert_allclose(np.diag(matrix), 1.0)
+    tensors = torch.tensor(boxes, dtype=torch.float32, requires_grad=True)
+    on_tensors = voc_iou(tensors[:, None], tensors[None])
+    assert isinstance(on_tensors, torch.Tensor) and on_tensors.dtype == torch.float32
+    np.testing.assert_allclose(on_tensors.detach().numpy(), matrix, rtol=1e-6)
+    on_tensors[0, 1].backward()  # differentiable (the spatial regulariser's IoU)
+    assert tensors.grad is not None

@@ -1,0 +1,1 @@
+"""Box geometry and the detection and ground-truth records every package shares."""

@@ -1,0 +1,70 @@
+"""Box geometry: the one home of the box conventions (``shared/DESIGN.md``).
+
+Inside wsl, boxes are 0-based *inclusive* pixels ``x1, y1, x2, y2``, so a box is
+``x2 - x1 + 1`` pixels wide (VOCevaldet.m, py-faster-rcnn ``voc_eval.py``). torchvision's
+geometric transforms and ops treat ``XYXY`` boxes as continuous coordinates with an exclusive
+end: :func:`inclusive_to_continuous` before them, :func:`continuous_to_inclusive` after. A flip
+then maps pixel column ``x`` to ``W - 1 - x`` (:func:`hflip_boxes`) and a resize by ``s`` maps
+the pixel span ``[a, b]`` to ``[s*a, s*(b+1) - 1]`` (:func:`boxes_to_original`). IoU follows
+the VOC devkit's +1 pixel convention (:func:`voc_iou`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Size = tuple[int, int]  # (height, width)
+
+
+def inclusive_to_continuous(boxes: Tensor) -> Tensor:
+    """Inclusive pixel boxes ``[x1, y1, x2, y2]`` -> continuous boxes with exclusive end."""
+    return boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+
+
+def continuous_to_inclusive(boxes: Tensor) -> Tensor:
+    """Continuous boxes with exclusive end -> inclusive pixel boxes."""
+    return boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+
+
+def boxes_to_original(boxes: Tensor, input_size: Size, original_size: Size) -> Tensor:
+    """Map inclusive boxes on the resized network input back to the image on disk.
+
+    Sizes are ``(height, width)``. Undoes the resize only (evaluation never flips).
+    """
+    scale_y = original_size[0] / input_size[0]
+    scale_x = original_size[1] / input_size[1]
+    scale = boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+    return continuous_to_inclusive(inclusive_to_continuous(boxes) * scale)
+
+
+def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
+    """Inclusive boxes (K, 4) of an image ``width`` pixels wide, after a horizontal flip."""
+    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    return torch.stack([width - 1 - x2, y1, width - 1 - x1, y2], dim=1)
+
+
+def voc_iou(boxes1: np.ndarray | Tensor, boxes2: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """IoU (+1 pixel convention) of inclusive ``boxes1[..., 4]`` and ``boxes2[..., 4]``
+    broadcast against each other: float64 arrays for arrays, tensors (differentiable, their
+    dtype) when either is a tensor.
+
+    ``voc_iou(a, b)`` pairs row i of ``a`` with row i of ``b``;
+    ``voc_iou(a[:, None], b[None])`` is the ``N x M`` matrix. Hand-written because
+    torchvision's ``box_iou`` has no +1 and only gives the full matrix.
+    """
+    if isinstance(boxes1, Tensor) or isinstance(boxes2, Tensor):
+        ops, a, b = torch, torch.as_tensor(boxes1), torch.as_tensor(boxes2)
+    else:
+        ops, a, b = np, np.asarray(boxes1, dtype=np.float64), np.asarray(boxes2, dtype=np.float64)
+    iw = ops.clip(
+        ops.minimum(a[..., 2], b[..., 2]) - ops.maximum(a[..., 0], b[..., 0]) + 1, 0, None
+    )
+    ih = ops.clip(
+        ops.minimum(a[..., 3], b[..., 3]) - ops.maximum(a[..., 1], b[..., 1]) + 1, 0, None
+    )
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    return inter / (area_a + area_b - inter)
