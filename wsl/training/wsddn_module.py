@@ -182,7 +182,7 @@ class WSDDNModule(pl.LightningModule):
         )  # fmt: skip
         if self.val_evaluator is not None:
             counts = [len(p) for p in batch["proposals"]]
-            region_scores = output.region_scores.detach().float().split(counts)
+            region_scores = self.detection_scores(output).detach().float().split(counts)
             detections = self.postprocess(batch, region_scores)
             self.val_evaluator.process(batch["image_id"], detections, _ground_truths(batch))
 
@@ -200,6 +200,10 @@ class WSDDNModule(pl.LightningModule):
         if self.val_evaluator is not None:
             self.log("val/mAP", self.val_evaluator.evaluate()["mAP"], sync_dist=False)
 
+    def detection_scores(self, output: WSDDNOutput) -> Tensor:
+        """The (R, C) region scores that detections rank (WSDDN's; a refinement family's own)."""
+        return output.region_scores
+
     def region_scores(self, batch: dict[str, Any]) -> list[Tensor]:
         """Each image's region scores (K_i, C) in float32, averaged over the test-time views
         (:attr:`tta`); regions are the batch's proposals, in their order."""
@@ -215,7 +219,8 @@ class WSDDNModule(pl.LightningModule):
                 flipped,
                 self.tta.max_size,
             )
-            scores = self(images, proposals, batch.get("proposal_scores")).region_scores.float()
+            output = self(images, proposals, batch.get("proposal_scores"))
+            scores = self.detection_scores(output).float()
             totals = scores if totals is None else totals + scores
         assert totals is not None  # there is always at least one view
         return list((totals / len(views)).split([len(p) for p in batch["proposals"]]))
