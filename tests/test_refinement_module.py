@@ -132,3 +132,26 @@ def test_checkpoint_goes_through_wsl_evaluate(method: str, tiny_root: Path, tmp_
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((out / "metrics.json").read_text())["metrics"]
     assert evaluated == pytest.approx(trained, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "method", "backbone", "milestone", "steps", "lr_mult", "dropout"),
+    [("oicr", "oicr", "alexnet", 40000, 70000, 10.0, 0.5),
+     ("oicr_vgg16", "oicr", "vgg16", 40000, 70000, 10.0, 0.5),
+     ("pcl", "pcl", "alexnet", 35000, 50000, 1.0, 0.0),
+     ("pcl_vgg16", "pcl", "vgg16", 35000, 50000, 1.0, 0.0)],
+)  # fmt: skip
+def test_paper_experiments_compose_with_the_authors_settings(
+    experiment: str, method: str, backbone: str, milestone: int, steps: int, lr_mult: float,
+    dropout: float, tmp_path: Path,
+) -> None:  # fmt: skip
+    cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
+    model = cfg.model
+    assert model._target_ == "wsl.training.refinement_module.RefinementModule"
+    assert (model.method, model.num_streams, model.net.backbone) == (method, 3, backbone)
+    assert model.scheduler.milestones == [milestone] and model.scheduler_interval == "step"
+    assert cfg.trainer.max_steps == steps and cfg.data.batch_size == 2
+    assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 5e-4
+    assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
+    assert model.inference.nms_iou == 0.3
+    assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
