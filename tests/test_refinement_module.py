@@ -14,6 +14,7 @@ import torch
 
 from tests.test_checkpoint_files import command
 from tests.test_config import compose_cfg
+from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc
 from wsl.models.refinement import refined_region_scores
 from wsl.models.wsddn import wsddn_loss
@@ -155,3 +156,11 @@ def test_paper_experiments_compose_with_the_authors_settings(
     assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
     assert model.inference.nms_iou == 0.3
     assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
+
+
+@pytest.mark.parametrize("method", ["oicr", "pcl"])
+def test_training_benchmark_times_the_refinement_step(method: str) -> None:
+    work = TrainWork(device="cpu", scale=64, proposals=10, images=2, timed_passes=1, num_classes=3)
+    setup = TrainSetup(method, plain=False, batch_size=2, refinement=method)
+    result = measure_training(setup, work)
+    assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1
