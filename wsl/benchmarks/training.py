@@ -39,7 +39,9 @@ from torchvision.ops import roi_pool
 
 from wsl.benchmarks.memory import PeakMemory
 from wsl.data.datamodule import collate_padded
+from wsl.models.refinement import RefinementHeads
 from wsl.models.wsddn import EPS, WSDDN, wsddn_loss
+from wsl.training.refinement_losses import stream_losses
 
 PORTRAIT_FRACTION = 0.3
 MIN_PROPOSAL_SIDE = 20  # pixels, as data.proposal_filter.min_size
@@ -57,6 +59,7 @@ class TrainSetup:
     bf16: bool = False  # autocast to bfloat16
     channels_last: bool = False
     cudnn_benchmark: bool = False
+    refinement: str | None = None  # "oicr" | "pcl": WSDDN plus 3 refinement streams and losses
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,11 @@ def _pinned(value: Any) -> Any:
 
 
 def _step_function(
-    setup: TrainSetup, model: WSDDN, optimizer: torch.optim.Optimizer, device: torch.device
+    setup: TrainSetup,
+    model: WSDDN,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    heads: RefinementHeads | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """One training step of ``setup`` on one input of its kind."""
 
@@ -188,7 +195,16 @@ def _step_function(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setup.bf16):
             output = model(images, proposals)
         labels = x["labels"].to(device, non_blocking=True)
-        update(wsddn_loss(output.image_scores.float(), labels))
+        loss = wsddn_loss(output.image_scores.float(), labels)
+        if heads is not None:  # as RefinementModule: WSDDN's loss plus the streams' sum
+            boxes = torch.cat(proposals)
+            streams = heads(output.features)
+            scores = output.region_scores.float()
+            refined = stream_losses(
+                setup.refinement, boxes, output.region_image, scores, streams, labels
+            )
+            loss = loss + refined.sum()
+        update(loss)
 
     return plain_step if setup.plain else wsl_step
 
@@ -213,10 +229,14 @@ def measure_training(setup: TrainSetup, work: TrainWork) -> TrainResult:
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]
+    heads = None
+    if setup.refinement is not None:
+        heads = RefinementHeads(model.fc8c.in_features, work.num_classes).to(device)
+        parameters += list(heads.parameters())
     optimizer = torch.optim.SGD(
         parameters, lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
     )
-    step = _step_function(setup, model, optimizer, device)
+    step = _step_function(setup, model, optimizer, device, heads)
 
     def one_pass() -> float:
         _synchronize(device)

@@ -1,0 +1,166 @@
+"""OICR and PCL as a WSDDN family: the training step adds the K stream losses to WSDDN's, detect
+ranks the refined scores, the optimizer groups carry the streams' learning-rate factors, and a
+trained checkpoint goes through ``python -m wsl.evaluate`` (safe loading) with its metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytest
+import torch
+
+from tests.test_checkpoint_files import command
+from tests.test_config import compose_cfg
+from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
+from wsl.data.generate import generate_voc
+from wsl.models.refinement import refined_region_scores
+from wsl.models.wsddn import wsddn_loss
+from wsl.train import train
+from wsl.training.loss_scale import sum_over_global_batch
+from wsl.training.refinement_losses import stream_losses
+from wsl.training.refinement_module import RefinementModule
+from wsl.training.wsddn_module import WSDDNModule
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("refine_data")
+    generate_voc(root, seed=3, num_trainval=12, num_test=4, proposals_per_image=12)
+    return root
+
+
+def demo(method: str, root: Path, *extra: str) -> list[str]:
+    return [
+        f"experiment={method}_demo", f"data.root={root}", "data.num_workers=0",
+        "data.test_split=trainval", "data.val_split=test", "trainer.enable_progress_bar=false",
+        "logger=[]", *extra,
+    ]  # fmt: skip
+
+
+def batch_and_module(
+    method: str, root: Path, tmp_path: Path, **model: Any
+) -> tuple[dict[str, Any], RefinementModule]:
+    cfg = compose_cfg("train", demo(method, root), tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.data, batch_size=3)
+    datamodule.setup("test")
+    batch = next(iter(datamodule.test_dataloader()))
+    torch.manual_seed(0)
+    module = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names, **model)
+    with torch.no_grad():  # untrained scores that clearly depend on the pixels
+        module.net.fc8c.weight.mul_(100)
+        module.net.fc8d.weight.mul_(100)
+        for stream in module.refinement.streams:
+            stream.weight.mul_(100)
+    return batch, module
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+@pytest.mark.parametrize("method", ["oicr", "pcl"])
+def test_training_step_is_wsddn_plus_the_sum_of_the_stream_losses(
+    method: str, tiny_root: Path, tmp_path: Path
+) -> None:
+    batch, module = batch_and_module(method, tiny_root, tmp_path)
+    assert isinstance(module, WSDDNModule) and module.hparams.method == method
+    module.eval()  # no dropout: the same forward twice
+    with torch.no_grad():
+        got = module.training_step(batch, 0)
+        output = module(batch["image"], batch["proposals"])
+        wsddn = 4 * wsddn_loss(output.image_scores, batch["labels"], batch["label_weights"])
+        streams = stream_losses(
+            method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
+            module.refinement(output.features), batch["labels"],
+        )  # fmt: skip
+    assert streams.shape == (3,) and (streams > 0).all()
+    expected = sum_over_global_batch(wsddn + streams.sum(), 3, None)
+    torch.testing.assert_close(got, expected)
+
+
+def test_detect_ranks_the_mean_of_the_streams(tiny_root: Path, tmp_path: Path) -> None:
+    batch, module = batch_and_module("oicr", tiny_root, tmp_path)
+    module.eval()
+    with torch.no_grad():
+        output = module(batch["image"], batch["proposals"])
+        refined = refined_region_scores(module.refinement(output.features))
+    counts = [len(p) for p in batch["proposals"]]
+    expected = module.postprocess(batch, refined.split(counts))
+    wsddn = module.postprocess(batch, output.region_scores.split(counts))
+    for got, want, other in zip(module.detect(batch), expected, wsddn, strict=True):
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w)
+        assert not torch.allclose(got[1][:5], other[1][:5])  # not WSDDN's scores
+
+
+def test_streams_get_their_learning_rate_factors_and_step_scheduler(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    _, module = batch_and_module(
+        "oicr", tiny_root, tmp_path, refinement_lr_mult=10.0, refinement_bias_lr_mult=20.0,
+        scheduler_interval="step", bias_weight_decay=False,
+        scheduler={"_target_": "torch.optim.lr_scheduler.MultiStepLR", "milestones": [4]},
+    )  # fmt: skip
+    configured = module.configure_optimizers()
+    assert configured["lr_scheduler"]["interval"] == "step"
+    groups = configured["optimizer"].param_groups
+    refinement = {id(p) for p in module.refinement.parameters()}
+    weights = [p for s in module.refinement.streams for p in (s.weight,)]
+    biases = [s.bias for s in module.refinement.streams]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-4, 1e-3, 2e-3])
+    assert [g["weight_decay"] for g in groups][1::2] == [0.0, 0.0]  # the two bias groups
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in weights}
+    assert {id(p) for p in groups[3]["params"]} == {id(p) for p in biases}
+    assert not refinement & {id(p) for g in groups[:2] for p in g["params"]}
+    total = sum(len(g["params"]) for g in groups)
+    assert total == len([p for p in module.parameters() if p.requires_grad])
+
+
+def test_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown refinement method 'wsddn'"):
+        RefinementModule(["circle"], method="wsddn", net={"weights": "none"})
+
+
+@pytest.mark.parametrize("method", ["oicr", pytest.param("pcl", marks=pytest.mark.slow)])
+def test_checkpoint_goes_through_wsl_evaluate(method: str, tiny_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trained = train(compose_cfg("train", demo(method, tiny_root, "trainer.max_epochs=1"), run))
+    out = tmp_path / "evaluated"
+    result = command(
+        "wsl.evaluate", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "data.split=trainval",
+        "data.num_workers=0", "logger=[]", f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    evaluated = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert evaluated == pytest.approx(trained, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "method", "backbone", "milestone", "steps", "lr_mult", "dropout"),
+    [("oicr", "oicr", "alexnet", 40000, 70000, 10.0, 0.5),
+     ("oicr_vgg16", "oicr", "vgg16", 40000, 70000, 10.0, 0.5),
+     ("pcl", "pcl", "alexnet", 35000, 50000, 1.0, 0.0),
+     ("pcl_vgg16", "pcl", "vgg16", 35000, 50000, 1.0, 0.0)],
+)  # fmt: skip
+def test_paper_experiments_compose_with_the_authors_settings(
+    experiment: str, method: str, backbone: str, milestone: int, steps: int, lr_mult: float,
+    dropout: float, tmp_path: Path,
+) -> None:  # fmt: skip
+    cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
+    model = cfg.model
+    assert model._target_ == "wsl.training.refinement_module.RefinementModule"
+    assert (model.method, model.num_streams, model.net.backbone) == (method, 3, backbone)
+    assert model.scheduler.milestones == [milestone] and model.scheduler_interval == "step"
+    assert cfg.trainer.max_steps == steps and cfg.data.batch_size == 2
+    assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 5e-4
+    assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
+    assert model.inference.nms_iou == 0.3
+    assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
+
+
+@pytest.mark.parametrize("method", ["oicr", "pcl"])
+def test_training_benchmark_times_the_refinement_step(method: str) -> None:
+    work = TrainWork(device="cpu", scale=64, proposals=10, images=2, timed_passes=1, num_classes=3)
+    setup = TrainSetup(method, plain=False, batch_size=2, refinement=method)
+    result = measure_training(setup, work)
+    assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1

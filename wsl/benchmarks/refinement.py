@@ -1,0 +1,111 @@
+"""Does refinement help? WSDDN, OICR and PCL trained from scratch with the same budget.
+
+    python -m wsl.benchmarks.refinement --seeds 3 --epochs 3 --out refinement.json
+
+Generates a data set (``wsl.data.generate``; ``--difficulty`` and ``--proposals`` set how hard),
+then for every method and seed runs ``python -m wsl.train experiment=<method>_demo`` in its own
+process (the demos differ only in the model: same data, transforms, Adam, epochs), tested on
+trainval so that CorLoc is reported, and reads each run's ``metrics.json``. Prints the mean and
+standard deviation over the seeds of detection mAP and CorLoc per method and writes every run's
+metrics and the summary to ``--out`` (atomically). Not a timed test: minutes per run on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wsl.data.generate import generate_voc
+from wsl.runtime.atomic import atomic_path
+
+METHODS = ("wsddn", "oicr", "pcl")
+REPORTED = ("det_mAP", "CorLoc")
+
+
+def train_run(method: str, seed: int, root: Path, epochs: int, run_dir: Path) -> dict[str, float]:
+    """The test metrics of one ``experiment=<method>_demo`` run on ``root``."""
+    command = [
+        sys.executable, "-m", "wsl.train", f"experiment={method}_demo", f"data.root={root}",
+        "data.test_split=trainval", "data.val_split=test", f"trainer.max_epochs={epochs}",
+        f"seed={seed}", "trainer.enable_progress_bar=false", "logger=[]",
+        "callbacks.box_pictures=null", "callbacks.periodic_evaluation=null",
+        "callbacks.histograms=null", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{method} seed {seed} failed ({run_dir}):\n{result.stderr[-2000:]}")
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+
+def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, list[float]]]:
+    """Per method and metric: ``[mean, std]`` over the seeds (std 0 for one seed)."""
+    summary: dict[str, dict[str, list[float]]] = {}
+    for method, metrics in runs.items():
+        summary[method] = {}
+        for name in REPORTED:
+            values = [m[name] for m in metrics]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[method][name] = [statistics.fmean(values), std]
+    return summary
+
+
+def table(summary: dict[str, dict[str, list[float]]], num_seeds: int) -> str:
+    """A Markdown table: method, detection mAP and CorLoc as mean ± std."""
+    lines = [
+        f"| method | detection mAP (mean ± std, {num_seeds} seeds) | CorLoc (mean ± std) |",
+        "|---|---|---|",
+    ]
+    for method, metrics in summary.items():
+        cells = [f"{metrics[n][0]:.3f} ± {metrics[n][1]:.3f}" for n in REPORTED]
+        lines.append(f"| {method} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 1..N per method")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--trainval", type=int, default=96, help="generated trainval images")
+    parser.add_argument("--proposals", type=int, default=20, help="generated proposals per image")
+    parser.add_argument("--difficulty", choices=("easy", "medium", "hard"), default="easy")
+    parser.add_argument("--data-seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="data and runs (default: temp)")
+    parser.add_argument("--out", type=Path, default=Path("refinement.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="wsl_refinement_") as temp:
+        workdir = args.workdir or Path(temp)
+        root = workdir / "data"
+        generate_voc(
+            root, seed=args.data_seed, num_trainval=args.trainval, num_test=16,
+            difficulty=args.difficulty, proposals_per_image=args.proposals,
+        )  # fmt: skip
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in args.methods}
+        for seed in range(1, args.seeds + 1):
+            for method in args.methods:
+                metrics = train_run(
+                    method, seed, root, args.epochs, workdir / f"{method}_seed{seed}"
+                )
+                print(f"{method} seed {seed}: {metrics}", flush=True)
+                runs[method].append(metrics)
+    summary = summarise(runs)
+    result: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
+                              "runs": runs, "summary": summary}  # fmt: skip
+    with atomic_path(args.out) as path:
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(table(summary, args.seeds))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
