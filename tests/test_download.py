@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import scipy.io
 from PIL import Image
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
+from tests.http_server import serve_on_loopback
 from wsl.data.bad_input import DataError
 from wsl.data.download import Archive, fetch, main, voc2007_archives
 
@@ -112,14 +112,9 @@ def server() -> Iterator[Server]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve_on_loopback(Handler) as url:
+        served.url = url
+        yield served
 
 
 def _leftovers(root: Path) -> list[Path]:

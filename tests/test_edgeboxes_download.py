@@ -6,16 +6,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
+from tests.http_server import serve_on_loopback
 from wsl.data.bad_input import DataError
 from wsl.data.download import EDGEBOXES_BASE_URL, EDGEBOXES_FILENAMES, check_edgeboxes, main
 from wsl.data.manifest import MANIFEST_NAME
@@ -86,14 +86,9 @@ def server() -> Iterator[Server]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    served.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield served
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve_on_loopback(Handler) as url:
+        served.url = url
+        yield served
 
 
 def leftovers(root: Path) -> list[str]:
