@@ -73,11 +73,13 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
         TrainSetup("plain b=1 fp32", plain=True),
         TrainSetup("wsl b=8 fp32", plain=False, batch_size=8),
         TrainSetup("wsl b=8 bf16", plain=False, batch_size=8, bf16=True),
+        TrainSetup("oicr b=8 bf16", plain=False, batch_size=8, bf16=True, refinement="oicr"),
     ]
     training = [
         TrainResult(setups[0], 10.0, [9.0, 11.0], plain_peak),
         TrainResult(setups[1], 25.0, [25.0, 25.0], 3000 * 2**20),
         TrainResult(setups[2], 40.0, [40.0, 40.0], 2000 * 2**20),
+        TrainResult(setups[3], 36.0, [36.0, 36.0], 2500 * 2**20),
     ]
     loader = LoaderResult(images_per_s=60.0, images=64, batch_size=8, num_workers=2)
     evaluation = EvaluationResult(
@@ -94,10 +96,12 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
 
 def test_report_ratios_come_from_the_measurements() -> None:
     report = json.loads(json.dumps(fake_report()))  # plain JSON values only
-    assert [row["speedup"] for row in report["training"]] == [1.0, 2.5, 4.0]
-    assert [row["memory_ratio"] for row in report["training"]] == [1.0, 3.0, 2.0]
+    assert [row["speedup"] for row in report["training"]] == [1.0, 2.5, 4.0, 3.6]
+    assert [row["memory_ratio"] for row in report["training"]] == [1.0, 3.0, 2.0, 2.5]
+    # OICR's step against WSDDN's (the last row without refinement): 36 / 40
+    assert [row["vs_wsddn"] for row in report["training"]] == [None, None, None, 0.9]
     loader = report["data_loader"]
-    assert loader["training_setup"] == "wsl b=8 bf16"  # the last row: the project's step
+    assert loader["training_setup"] == "wsl b=8 bf16"  # the project's WSDDN step
     assert (loader["ratio"], loader["keeps_up"]) == (1.5, True)
     evaluation = report["evaluation"]
     assert evaluation["plain_seconds_extrapolated"] == 40.0  # 4 s on 500 images, x10
@@ -105,13 +109,14 @@ def test_report_ratios_come_from_the_measurements() -> None:
     assert evaluation["meets_target"] is True
 
     table = format_report(report)
-    for expected in ("wsl b=8 bf16", "40.00", "2,000 MiB", "4.00x", "1.50x: keeps up", "32.00x"):
+    for expected in ("wsl b=8 bf16", "40.00", "2,000 MiB", "4.00x", "1.50x: keeps up", "32.00x",
+                     "oicr b=8 bf16", "0.90x", "vs WSDDN step"):  # fmt: skip
         assert expected in table
 
 
 def test_unknown_peak_memory_gives_no_ratio() -> None:
     report = fake_report(plain_peak=None)
-    assert [row["memory_ratio"] for row in report["training"]] == [None, None, None]
+    assert [row["memory_ratio"] for row in report["training"]] == [None, None, None, None]
     assert "n/a" in format_report(report)
 
 
@@ -128,8 +133,10 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
     )
     report = json.loads(path.read_text())
     assert report["quick"] is True and report["device"] == "cpu"
-    plain, project = report["training"]
+    plain, project, oicr, pcl = report["training"]
     assert (plain["name"], project["name"]) == ("plain b=1 fp32", "wsl b=2 fp32")
+    assert (oicr["name"], pcl["name"]) == ("oicr b=2 fp32", "pcl b=2 fp32")
+    assert oicr["vs_wsddn"] == pytest.approx(oicr["images_per_s"] / project["images_per_s"])
     assert project["speedup"] == pytest.approx(project["images_per_s"] / plain["images_per_s"])
     assert project["memory_ratio"] == pytest.approx(
         project["peak_memory_bytes"] / plain["peak_memory_bytes"]

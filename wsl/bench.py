@@ -34,7 +34,7 @@ import logging
 import platform
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +99,23 @@ SIZES = {
 
 
 def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
-    """The plain baseline first, the project's step last (see the module docstring)."""
+    """The plain baseline first, then the project's WSDDN step (its last row is the one the
+    loader is compared with), then OICR's and PCL's step with the same options."""
     plain = TrainSetup("plain b=1 fp32", plain=True)
     if device == "cpu":
-        return [plain, TrainSetup(f"wsl b={batch_size} fp32", plain=False, batch_size=batch_size)]
-    options = {"batch_size": batch_size, "channels_last": True, "cudnn_benchmark": True}
-    return [
-        plain,
-        TrainSetup(f"wsl b={batch_size} fp32", plain=False, **options),
-        TrainSetup(f"wsl b={batch_size} bf16", plain=False, bf16=True, **options),
+        wsddn = [TrainSetup(f"wsl b={batch_size} fp32", plain=False, batch_size=batch_size)]
+    else:
+        options = {"batch_size": batch_size, "channels_last": True, "cudnn_benchmark": True}
+        wsddn = [
+            TrainSetup(f"wsl b={batch_size} fp32", plain=False, **options),
+            TrainSetup(f"wsl b={batch_size} bf16", plain=False, bf16=True, **options),
+        ]
+    project = wsddn[-1]
+    refinement = [
+        replace(project, name=project.name.replace("wsl", method, 1), refinement=method)
+        for method in ("oicr", "pcl")
     ]
+    return [plain, *wsddn, *refinement]
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -129,10 +136,11 @@ def build_report(
     """Every measurement and the ratios derived from them, as plain JSON-able values
     (``device``: "cpu" or "cuda"; ``device_name``: what :func:`describe_device` says).
 
-    Training ratios are against the first (plain) row; the loader is compared with the last
-    row (the project's step).
+    Training ratios are against the first (plain) row, and for OICR and PCL also against the
+    project's WSDDN step (the last row without refinement), which the loader is compared with.
     """
-    plain, project = training[0], training[-1]
+    plain = training[0]
+    project = next(r for r in reversed(training) if r.setup.refinement is None)
     loader_ratio = loader.images_per_s / project.images_per_s
     plain_total = evaluation.plain_seconds_extrapolated
     return {
@@ -148,6 +156,9 @@ def build_report(
                 "peak_memory_bytes": result.peak_memory_bytes,
                 "speedup": result.images_per_s / plain.images_per_s,
                 "memory_ratio": _ratio(result.peak_memory_bytes, plain.peak_memory_bytes),
+                "vs_wsddn": (
+                    result.images_per_s / project.images_per_s if result.setup.refinement else None
+                ),
             }
             for result in training
         ],
@@ -200,6 +211,7 @@ def _training_lines(report: dict[str, Any]) -> list[str]:
             _mib(row["peak_memory_bytes"]),
             _times(row["speedup"]),
             _times(row["memory_ratio"]),
+            _times(row.get("vs_wsddn")),
         ]
         for row in report["training"]
     ]
@@ -207,7 +219,17 @@ def _training_lines(report: dict[str, Any]) -> list[str]:
         f"Training step: WSDDN AlexNet, {NUM_CLASSES} classes, up to {sizes['proposals']} "
         f"proposals per image, shorter side {sizes['scale']}; {sizes['train_images']} images x "
         f"{sizes['timed_passes']} timed passes after a warm-up pass",
-        *_table(["setup", "images/s", f"peak memory ({memory})", "speed-up", "memory ratio"], rows),
+        *_table(
+            [
+                "setup",
+                "images/s",
+                f"peak memory ({memory})",
+                "speed-up",
+                "memory ratio",
+                "vs WSDDN step",
+            ],
+            rows,
+        ),
     ]
 
 
