@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from wsl.drawing import contrast_colour, draw_boxes, heatmap_picture, overlay_heatmap
+from wsl.drawing import (
+    contrast_colour,
+    draw_boxes,
+    heatmap_picture,
+    overlay_heatmap,
+    side_by_side,
+)
 
 RED = (0xE6, 0x19, 0x4B)  # PALETTE[0], the generated data's first class colour
 
@@ -108,3 +114,20 @@ def test_a_label_that_would_cover_another_moves_elsewhere() -> None:
 
     alone, both = [tag_pixels([0]), tag_pixels([1])], tag_pixels([0, 1])
     assert min(alone) > 200 and both >= 0.9 * sum(alone), (alone, both)  # no tag covers another
+
+
+def test_side_by_side_puts_titled_panels_in_a_row() -> None:
+    red = torch.zeros(3, 40, 50, dtype=torch.uint8)
+    red[0] = 255
+    blue = torch.zeros(3, 60, 30, dtype=torch.uint8)
+    blue[2] = 255
+    row = side_by_side([red, blue], ["WSDDN", "stream 3"])
+    assert row.shape == (3, 60 + 30, 50 + 12 + 30)  # a 30 px title band; a 12 px gap
+    pixels = row.permute(1, 2, 0)
+    assert (pixels[30:70, :50] == torch.tensor([255, 0, 0], dtype=torch.uint8)).all()
+    assert (pixels[30:, 62:] == torch.tensor([0, 0, 255], dtype=torch.uint8)).all()
+    assert (pixels[70:, :50] == 255).all() and (pixels[30:, 50:62] == 255).all()  # white fill
+    for left, width in ((0, 50), (62, 30)):  # dark title text above each panel
+        assert (pixels[:30, left : left + width] < 100).all(dim=-1).any()
+    with pytest.raises(ValueError, match="2 pictures and 1 titles"):
+        side_by_side([red, blue], ["WSDDN"])

@@ -85,6 +85,9 @@ class FakeDetector(pl.LightningModule):
             results.append((boxes, scores, classes))
         return results
 
+    def detections_by_source(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        return {"model": self.detect(batch)}  # as WSLModule: one source
+
 
 def datamodule(root: Path) -> VOCProposalsDataModule:
     small = {"resize": "shortest_side", "scales": [48], "max_size": 64}

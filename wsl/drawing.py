@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from PIL import ImageColor, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
 from wsl.runtime.atomic import atomic_path
@@ -125,6 +125,28 @@ def _draw_label(
     placed.append(tag)
     canvas.rectangle(tag, fill=contrast_colour(colour))
     canvas.text((tag[0] + pad - left, tag[1] + pad - top), label, fill=colour, font=font)
+
+
+_PANEL_TITLE_PX, _PANEL_GAP_PX = 30, 12  # title band above each panel, gap between panels
+
+
+def side_by_side(pictures: Sequence[torch.Tensor], titles: Sequence[str]) -> torch.Tensor:
+    """``uint8`` ``3xHxW`` pictures in a row on white, each with its title centred above it
+    (top-aligned; the row is as high as the highest); return one ``uint8`` ``3xHxW`` picture."""
+    if len(pictures) != len(titles) or not pictures:
+        raise ValueError(f"{len(pictures)} pictures and {len(titles)} titles: need one each")
+    height = max(p.shape[-2] for p in pictures) + _PANEL_TITLE_PX
+    width = sum(p.shape[-1] for p in pictures) + _PANEL_GAP_PX * (len(pictures) - 1)
+    row = Image.new("RGB", (width, height), "white")
+    canvas = ImageDraw.Draw(row)
+    font = ImageFont.truetype(FONT, 16)
+    x = 0
+    for picture, title in zip(pictures, titles, strict=True):
+        row.paste(to_pil_image(picture.cpu()), (x, _PANEL_TITLE_PX))
+        centre = (x + picture.shape[-1] / 2, _PANEL_TITLE_PX / 2)
+        canvas.text(centre, title, fill="black", font=font, anchor="mm")
+        x += picture.shape[-1] + _PANEL_GAP_PX
+    return pil_to_tensor(row)
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:

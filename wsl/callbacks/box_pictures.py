@@ -1,12 +1,14 @@
 """Pictures of a detector's best box for each class in fixed images, untrained and trained.
 
-The LightningModule must have ``detect(batch)`` as for
-:class:`~wsl.callbacks.periodic_evaluation.PeriodicDetectionEvaluation`. A fixed, seeded set of
-images of a split is drawn when training starts (the model before any step: the first
-evaluation's model) and when it ends (the model of the evaluator's final evaluation, at the same
-step); :meth:`BoxPictures.draw` draws them at any other time. Each picture is the image on disk
+The LightningModule must have ``detections_by_source(batch)`` as
+:class:`~wsl.training.base_module.WSLModule` (every family): ``{name: detect(batch)}``. A fixed,
+seeded set of images of a split is drawn when training starts (the model before any step: the
+first evaluation's model) and when it ends (the model of the evaluator's final evaluation, at the
+same step); :meth:`BoxPictures.draw` draws them at any other time. Each picture is the image on disk
 with its GT boxes (white, labelled with the class) and, for each class present in the image,
 the detector's top-scoring box of that class (class colour, labelled with class and score).
+A model with several sources of detections (``detections_by_source``: OICR and PCL give WSDDN's
+and their last refinement stream's) gets one such panel per source, side by side and titled.
 Pictures go to every logger that shows images, one tag per image, ``boxes/<split>/<image id>``
 (the step on TensorBoard's slider), and to ``<output_dir>/boxes/<split>/step_<S>/<image id>.png``;
 only rank 0 draws them.
@@ -23,10 +25,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from wsl.callbacks.periodic_evaluation import fixed_subset, run_detect, split_dataset, subset_loader
+from wsl.callbacks.periodic_evaluation import (
+    fixed_subset,
+    run_in_eval_mode,
+    split_dataset,
+    subset_loader,
+)
 from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
-from wsl.drawing import PALETTE, draw_boxes, save_png
+from wsl.drawing import PALETTE, draw_boxes, save_png, side_by_side
 from wsl.loggers.images import log_image
 
 GT_COLOUR = "#ffffff"
@@ -110,15 +117,22 @@ class BoxPictures(pl.Callback):
         for batch in self.loader:
             if batch is None:
                 continue
-            detections = run_detect(trainer, pl_module, batch)
-            for j, image_detections in enumerate(detections):
+            by_source = run_in_eval_mode(trainer, pl_module, batch, pl_module.detections_by_source)
+            for j in range(len(batch["image_id"])):
                 record = self.dataset.index[batch["index"][j]]
-                picture = box_picture(
-                    pil_to_tensor(read_rgb(record.image_path)),
-                    batch["original_gt_boxes"][j],
-                    batch["gt_classes"][j],
-                    image_detections,
-                    self.dataset.index.classes,
+                image = pil_to_tensor(read_rgb(record.image_path))
+                pictures = [
+                    box_picture(
+                        image,
+                        batch["original_gt_boxes"][j],
+                        batch["gt_classes"][j],
+                        detections[j],
+                        self.dataset.index.classes,
+                    )
+                    for detections in by_source.values()
+                ]
+                picture = (
+                    pictures[0] if len(pictures) == 1 else side_by_side(pictures, [*by_source])
                 )
                 tag = f"boxes/{self.split_name}/{record.image_id}"
                 log_image(trainer.loggers, tag, picture, step=step)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -31,6 +31,7 @@ from wsl.loggers.images import log_bar
 from wsl.structures.detections import Detections, ImageDetections, ImageGroundTruth
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def split_dataset(trainer: pl.Trainer, split: str | None) -> tuple[str, VOCDataset]:
@@ -68,14 +69,21 @@ def subset_loader(trainer: pl.Trainer, dataset: VOCDataset, indices: Sequence[in
 
 
 def run_detect(trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any) -> list[Detections]:
-    """``pl_module.detect(batch)`` with the batch on the module's device, in eval mode without
-    gradients; the module's mode is restored afterwards."""
+    """``pl_module.detect(batch)`` as :func:`run_in_eval_mode` runs it."""
+    return run_in_eval_mode(trainer, pl_module, batch, pl_module.detect)
+
+
+def run_in_eval_mode(
+    trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, function: Callable[[Any], T]
+) -> T:
+    """``function(batch)`` (a method of ``pl_module``) with the batch on the module's device,
+    in eval mode without gradients; the module's mode is restored afterwards."""
     batch = trainer.strategy.batch_to_device(batch, pl_module.device)
     was_training = pl_module.training
     pl_module.eval()
     try:
         with torch.no_grad():
-            return pl_module.detect(batch)
+            return function(batch)
     finally:
         pl_module.train(was_training)
 

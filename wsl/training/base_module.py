@@ -147,6 +147,12 @@ class WSLModule(pl.LightningModule):
         ``input_size`` and, when :attr:`needs_proposals`, ``proposals``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement detect(batch)")
 
+    def detections_by_source(self, batch: Mapping[str, Any]) -> dict[str, list[Detections]]:
+        """Detections of ``batch`` by each of the model's sources, by name, for pictures that
+        compare them on the same images: here :meth:`detect`'s alone (``"model"``); a
+        refinement family adds WSDDN's beside its last stream's."""
+        return {"model": self.detect(batch)}
+
     def detect_with_evidence(
         self, batch: Mapping[str, Any]
     ) -> tuple[list[Detections], list[ClassEvidence | None]]:

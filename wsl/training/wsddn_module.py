@@ -13,9 +13,9 @@ batch size. ``train/loss`` logs the per-image value (the objective divided by N)
 (``val/det_mAP``, from the validation forward pass, without test-time augmentation). The test
 reports the detection mAP (``test/det_mAP``: VOC07 11-point; with ``all_point_ap`` also
 ``test/det_mAP_allpoint``, VOC2010's all-point AP, which WSDDN's own code reports:
-``wsddnVOCevaldet.m``), the classification mAP and, when the test split is not ``test`` (e.g.
-``trainval``), CorLoc; ``test_results`` also carries every detection, for the devkit results
-files (:class:`~wsl.training.base_module.WSLModule`).
+``wsddnVOCevaldet.m``), the classification mAP of the image scores and, when the test split
+is not ``test`` (e.g. ``trainval``), CorLoc; ``test_results`` also carries every detection, for
+the devkit results files (:class:`~wsl.training.base_module.WSLModule`).
 
 **Hooks for refinement families** (OICR, PCL subclass this class): :meth:`WSDDNModule.loss`
 returns the per-image objective as named terms (a subclass adds its refinement losses to
@@ -41,19 +41,21 @@ Localizer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
-from wsl.models.wsddn import EPS, WSDDN, WSDDNOutput, spatial_regulariser, wsddn_loss
+from wsl.models.wsddn import WSDDN, WSDDNOutput, spatial_regulariser, wsddn_loss
 from wsl.structures.boxes import boxes_to_original
 from wsl.structures.detections import Detections
 from wsl.training.base_module import WSLModule, build_net, eval_mode, ground_truths_of
 from wsl.training.detections import DetectionConfig, TTAConfig, region_detections, view_of_batch
 from wsl.training.loss_scale import sum_over_global_batch
+
+RegionScorer = Callable[[WSDDNOutput], Tensor]  # a forward pass's output -> region scores (R, C)
 
 
 class WSDDNModule(WSLModule):
@@ -190,11 +192,16 @@ class WSDDNModule(WSLModule):
         if self.val_evaluator is not None:
             self.log("val/det_mAP", self.val_evaluator.evaluate()["mAP"], sync_dist=False)
 
-    def region_scores(self, batch: Mapping[str, Any]) -> list[Tensor]:
-        """Each image's region scores (K_i, C) in float32 (:meth:`region_scores_for_detection`),
+    def view_scores(
+        self, batch: Mapping[str, Any], scorer: RegionScorer | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Each image's region scores (K_i, C) by ``scorer`` (default:
+        :meth:`region_scores_for_detection`) and WSDDN's image scores (N, C), in float32 and
         averaged over the test-time views (:attr:`tta`); regions are the batch's proposals, in
         their order."""
-        totals: Tensor | None = None
+        scorer = scorer or self.region_scores_for_detection
+        region_totals: Tensor | None = None
+        image_totals: Tensor | None = None
         views = self.tta.views()
         for scale, flipped in views:
             images, proposals = view_of_batch(
@@ -207,10 +214,16 @@ class WSDDNModule(WSLModule):
                 self.tta.max_size,
             )
             output = self(images, proposals, batch.get("proposal_scores"))
-            scores = self.region_scores_for_detection(output)
-            totals = scores if totals is None else totals + scores
-        assert totals is not None  # there is always at least one view
-        return list((totals / len(views)).split([len(p) for p in batch["proposals"]]))
+            regions, image = scorer(output), output.image_scores.float()
+            region_totals = regions if region_totals is None else region_totals + regions
+            image_totals = image if image_totals is None else image_totals + image
+        assert region_totals is not None and image_totals is not None  # at least one view
+        counts = [len(p) for p in batch["proposals"]]
+        return list((region_totals / len(views)).split(counts)), image_totals / len(views)
+
+    def region_scores(self, batch: Mapping[str, Any]) -> list[Tensor]:
+        """Each image's region scores (K_i, C) of :meth:`view_scores`."""
+        return self.view_scores(batch)[0]
 
     def postprocess(
         self, batch: Mapping[str, Any], region_scores: Sequence[Tensor], num_views: int = 1
@@ -227,16 +240,19 @@ class WSDDNModule(WSLModule):
             detections.append(region_detections(boxes, scores, self.detection_config, num_views))
         return detections
 
-    def detect(self, batch: Mapping[str, Any]) -> list[Detections]:
+    def detect(
+        self, batch: Mapping[str, Any], scorer: RegionScorer | None = None
+    ) -> list[Detections]:
         """Detections of every image of ``batch`` (a ``VOCProposalsDataModule`` batch):
         ``(boxes (K, 4) 0-based inclusive pixels of the image on disk, scores (K,),
-        classes (K,))``, best first, on the model's device. Runs in eval mode (restoring the
-        mode after) without gradients, with the test-time augmentation of :attr:`tta`."""
+        classes (K,))``, best first, on the model's device, from the region scores of
+        ``scorer`` (default: :meth:`region_scores_for_detection`). Runs in eval mode (restoring
+        the mode after) without gradients, with the test-time augmentation of :attr:`tta`."""
         with eval_mode(self):
-            return self.postprocess(batch, self.region_scores(batch), len(self.tta.views()))
+            region_scores = self.view_scores(batch, scorer)[0]
+            return self.postprocess(batch, region_scores, len(self.tta.views()))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        region_scores = self.region_scores(batch)
-        image_scores = torch.stack([s.sum(dim=0) for s in region_scores]).clamp(EPS, 1 - EPS)
+        region_scores, image_scores = self.view_scores(batch)
         self.update_classification("test", batch, image_scores)
         self.record_test(batch, self.postprocess(batch, region_scores, len(self.tta.views())))
