@@ -118,6 +118,19 @@ def test_stream_losses_chain_the_streams_over_a_batch() -> None:
     assert losses.tolist() == pytest.approx([first, second], rel=1e-6)
 
 
+def test_stream_losses_keep_far_proposals_as_background_with_bg_threshold_0() -> None:
+    """As above, but box 2 (image 0) and box 3 (image 1) are weighted background, as in the
+    Caffe OICR layer: -0.6 log p(bg) and -0.5 log p(bg) in stream 0, -0.7 and -0.4 in stream 1."""
+    losses = stream_losses(
+        "oicr", BATCH_BOXES, REGION_IMAGE, WSDDN_SCORES, STREAM_PROBS, IMAGE_LABELS,
+        bg_threshold=0.0,
+    )  # fmt: skip
+    log = lambda p: math.log(p + 1e-6)  # noqa: E731
+    first = (-0.6 * (log(0.7) + log(0.4) + log(0.1)) / 3 - 0.5 * (log(0.6) + log(0.4)) / 2) / 2
+    second = (-0.7 * (log(0.8) + log(0.6) + log(0.5)) / 3 - 0.4 * (log(0.2) + log(0.8)) / 2) / 2
+    assert losses.tolist() == pytest.approx([first, second], rel=1e-6)
+
+
 def test_stream_losses_with_pcl_clusters() -> None:
     """Each image's top k-means cluster is its best box alone: clusters {0, 1} and {4}."""
     losses = stream_losses(

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.test_checkpoint_files import command
 from tests.test_config import compose_cfg
 from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc
+from wsl.drawing import draw_boxes
 from wsl.models.refinement import refined_region_scores
 from wsl.models.wsddn import wsddn_loss
 from wsl.train import train
@@ -58,11 +61,11 @@ def batch_and_module(
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize("method", ["oicr", "pcl"])
+@pytest.mark.parametrize(("method", "bg_threshold"), [("oicr", 0.1), ("pcl", 0.1), ("oicr", 0.0)])
 def test_training_step_is_wsddn_plus_the_sum_of_the_stream_losses(
-    method: str, tiny_root: Path, tmp_path: Path
+    method: str, bg_threshold: float, tiny_root: Path, tmp_path: Path
 ) -> None:
-    batch, module = batch_and_module(method, tiny_root, tmp_path)
+    batch, module = batch_and_module(method, tiny_root, tmp_path, bg_threshold=bg_threshold)
     assert isinstance(module, WSDDNModule) and module.hparams.method == method
     module.eval()  # no dropout: the same forward twice
     with torch.no_grad():
@@ -71,8 +74,13 @@ def test_training_step_is_wsddn_plus_the_sum_of_the_stream_losses(
         wsddn = 4 * wsddn_loss(output.image_scores, batch["labels"], batch["label_weights"])
         streams = stream_losses(
             method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
-            module.refinement(output.features), batch["labels"],
+            module.refinement(output.features), batch["labels"], bg_threshold,
         )  # fmt: skip
+        other = stream_losses(
+            method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
+            module.refinement(output.features), batch["labels"], 0.1 - bg_threshold,
+        )  # fmt: skip
+    assert not torch.allclose(streams, other)  # the batch has far proposals: bg_threshold counts
     assert streams.shape == (3,) and (streams > 0).all()
     expected = sum_over_global_batch(wsddn + streams.sum(), 3, None)
     torch.testing.assert_close(got, expected)
@@ -164,3 +172,61 @@ def test_training_benchmark_times_the_refinement_step(method: str) -> None:
     setup = TrainSetup(method, plain=False, batch_size=2, refinement=method)
     result = measure_training(setup, work)
     assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1
+
+
+def test_detections_by_source_are_wsddns_and_the_last_streams(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    batch, module = batch_and_module("pcl", tiny_root, tmp_path)
+    by_source = module.detections_by_source(batch)
+    assert list(by_source) == ["WSDDN", "refinement stream 3"]
+    module.eval()
+    with torch.no_grad():
+        output = module(batch["image"], batch["proposals"])
+        last = module.refinement(output.features)[-1][:, 1:]
+    counts = [len(p) for p in batch["proposals"]]
+    for name, scores in (("WSDDN", output.region_scores), ("refinement stream 3", last)):
+        expected = module.postprocess(batch, scores.split(counts))
+        for got, want in zip(by_source[name], expected, strict=True):
+            for g, w in zip(got, want, strict=True):
+                torch.testing.assert_close(g, w)
+    # each image's best detection of a source is its best region score of that source
+    last_stream = by_source["refinement stream 3"]
+    for image_scores, (_, found, _) in zip(last.split(counts), last_stream, strict=True):
+        assert found[0].item() == pytest.approx(image_scores.max().item())
+
+
+def test_test_classification_uses_wsddns_image_scores(tiny_root: Path, tmp_path: Path) -> None:
+    """The streams' scores are per-region softmaxes; their sum over regions is no image score."""
+    batch, module = batch_and_module("oicr", tiny_root, tmp_path)
+    module.eval()
+    with torch.no_grad():
+        output = module(batch["image"], batch["proposals"])
+        region_scores, image_scores = module.view_scores(batch)
+    torch.testing.assert_close(image_scores, output.image_scores)
+    summed = torch.stack([s.sum(dim=0) for s in region_scores])
+    assert (summed - image_scores).abs().max() > 0.1  # the refined scores would differ
+
+
+def test_box_pictures_show_wsddn_beside_the_last_stream(tiny_root: Path, tmp_path: Path) -> None:
+    pictures = tmp_path / "pictures"
+    extra = (
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "test=false",
+        "callbacks.periodic_evaluation=null", "callbacks.histograms=null",
+        "callbacks.box_pictures.num_images=2", f"callbacks.box_pictures.output_dir={pictures}",
+    )  # fmt: skip
+    train(compose_cfg("train", demo("oicr", tiny_root, *extra), tmp_path / "run"))
+    files = sorted((pictures / "boxes" / "test").rglob("*.png"))
+    assert len(files) == 4  # 2 images, untrained and trained
+    for file in files:
+        with Image.open(file) as opened:
+            picture = np.asarray(opened.convert("RGB"))
+        image_id = file.stem
+        with Image.open(tiny_root / "VOCdevkit/VOC2007/JPEGImages" / f"{image_id}.jpg") as image:
+            panel = draw_boxes(torch.zeros(3, image.height, image.width), torch.zeros(0, 4))
+        height, width = panel.shape[-2:]
+        assert picture.shape[:2] == (height + 30, 2 * width + 12)  # titles above, a gap between
+        assert (picture[30:, width : width + 12] == 255).all()  # the gap is white
+        for left in (0, width + 12):  # each title band holds dark text on white
+            band = picture[:30, left : left + width]
+            assert (band < 100).all(axis=-1).any() and (band == 255).all(axis=-1).mean() > 0.8

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from wsl.training.oicr_targets import ProposalTargets, oicr_targets
+from wsl.training.oicr_targets import BG_THRESHOLD, ProposalTargets, oicr_targets
 from wsl.training.pcl_targets import pcl_targets
 
 OICR_EPS = 1e-6  # OICRLosses: log(prob + eps)
@@ -62,7 +62,7 @@ def pcl_loss(probs: Tensor, targets: ProposalTargets) -> Tensor:
     return loss / max(len(probs), 1)
 
 
-TargetsFn = Callable[[Tensor, Tensor, Tensor], ProposalTargets]
+TargetsFn = Callable[..., ProposalTargets]  # (boxes, scores, image_labels, *, bg_threshold)
 LossFn = Callable[[Tensor, ProposalTargets], Tensor]
 METHODS: dict[str, tuple[TargetsFn, LossFn]] = {
     "oicr": (oicr_targets, oicr_loss),
@@ -77,6 +77,7 @@ def stream_losses(
     region_scores: Tensor,
     stream_probs: Sequence[Tensor],
     labels: Tensor,
+    bg_threshold: float = BG_THRESHOLD,
 ) -> Tensor:
     """(K,) the loss of each refinement stream, the mean over the batch's N images.
 
@@ -84,7 +85,8 @@ def stream_losses(
     (R, C): the proposals and ``WSDDNOutput``'s fields (regions grouped by image, in image
     order); ``stream_probs``: the K (R, C + 1) outputs of ``RefinementHeads``; ``labels`` (N, C).
     Stream 0 learns from ``region_scores``, stream k from stream k - 1's probabilities without
-    the background column, detached (the authors' pseudo labels are numpy constants). The
+    the background column, detached (the authors' pseudo labels are numpy constants).
+    ``bg_threshold``: proposals overlapping every centre by less are ignored (weight 0). The
     authors' batch is one image per GPU (Detectron averages the GPUs' losses): here the
     per-image losses are averaged. Custom thresholds: call the targets and loss functions.
     """
@@ -96,7 +98,7 @@ def stream_losses(
     losses = []
     for prev, probs in zip(previous, stream_probs, strict=True):
         per_image = [
-            loss_fn(p, make_targets(b, s.detach(), y))
+            loss_fn(p, make_targets(b, s.detach(), y, bg_threshold=bg_threshold))
             for b, s, p, y in zip(
                 boxes.split(counts), prev.split(counts), probs.split(counts), labels, strict=True
             )

@@ -17,7 +17,12 @@ stream k's per-image loss.
 **Test.** Detections rank the mean of the K streams' class scores, background dropped
 (:func:`~wsl.models.refinement.refined_region_scores`), averaged over the test-time views and
 then thresholded and NMS-ed as WSDDN's region scores. The classification scores of the test
-(``cls_mAP``) are, as WSDDN's test, the sum of those region scores over each image's regions.
+(``cls_mAP``) are WSDDN's image scores, as every epoch's ``train/cls_mAP`` and ``val/cls_mAP``:
+the streams' scores are per-region softmaxes, whose sum over an image's regions is no
+probability (it was, on the demo, a test cls_mAP of 0.48 against 0.99 from WSDDN's).
+
+**Pictures.** :meth:`RefinementModule.detections_by_source` gives, for the same images, WSDDN's
+detections and the last stream's, which the box pictures draw side by side.
 
 **Optimizer.** ``refinement_lr_mult`` and ``refinement_bias_lr_mult`` multiply the learning rate
 of the streams' weights and biases (OICR's Caffe prototxt: 10 and 20 on ``ic_score*``;
@@ -36,6 +41,8 @@ from torch import Tensor
 
 from wsl.models.refinement import RefinementHeads, refined_region_scores
 from wsl.models.wsddn import WSDDNOutput
+from wsl.structures.detections import Detections
+from wsl.training.oicr_targets import BG_THRESHOLD
 from wsl.training.refinement_losses import METHODS, stream_losses
 from wsl.training.wsddn_module import WSDDNModule
 
@@ -51,6 +58,9 @@ class RefinementModule(WSDDNModule):
         refinement_lr_mult: learning-rate factor of the streams' weights (OICR's Caffe: 10).
         refinement_bias_lr_mult: learning-rate factor of the streams' biases (OICR's Caffe: 20).
         scheduler_interval: ``epoch`` or ``step``: when the scheduler steps.
+        bg_threshold: proposals whose best IoU with every seed or cluster centre is below
+            this are ignored (weight 0; pcl.pytorch ``cfg.TRAIN.BG_THRESH``: 0.1); 0 keeps
+            them all as weighted background, as the Caffe OICR layer.
         **wsddn: the arguments of :class:`~wsl.training.wsddn_module.WSDDNModule`.
     """
 
@@ -62,6 +72,7 @@ class RefinementModule(WSDDNModule):
         refinement_lr_mult: float = 1.0,
         refinement_bias_lr_mult: float = 1.0,
         scheduler_interval: str = "epoch",
+        bg_threshold: float = BG_THRESHOLD,
         **wsddn: Any,
     ) -> None:
         if method not in METHODS:
@@ -82,6 +93,17 @@ class RefinementModule(WSDDNModule):
         """The mean of the K streams' class scores (R, C), background dropped (float32)."""
         return refined_region_scores(self.stream_scores(output)).float()
 
+    def detections_by_source(self, batch: Mapping[str, Any]) -> dict[str, list[Detections]]:
+        """For the same images: WSDDN's detections (its ``region_scores``) and the last
+        refinement stream's (background dropped), each with the test's TTA, NMS and threshold."""
+        last = len(self.refinement.streams)
+        return {
+            "WSDDN": self.detect(batch, scorer=lambda output: output.region_scores.float()),
+            f"refinement stream {last}": self.detect(
+                batch, scorer=lambda output: self.stream_scores(output)[-1][:, 1:].float()
+            ),
+        }
+
     def refinement_losses(self, output: WSDDNOutput, batch: Mapping[str, Any]) -> Tensor:
         """(K,) each stream's per-image loss, averaged over the batch's images (float32)."""
         with torch.autocast(self.device.type, enabled=False):
@@ -92,6 +114,7 @@ class RefinementModule(WSDDNModule):
                 output.region_scores.float(),
                 self.stream_scores(output),
                 batch["labels"].to(self.device),
+                self.hparams.bg_threshold,
             )
 
     def loss(self, output: WSDDNOutput, batch: Mapping[str, Any]) -> dict[str, Tensor]:
