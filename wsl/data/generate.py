@@ -15,6 +15,14 @@ clipped to the visible pixels); objects whose visible box is smaller than
 :data:`DIFFICULT_SIDE` (square root of its area) are ``difficult``. Ground-truth boxes are
 the exact bounding boxes of each object's pixels.
 
+``difficulty`` sets the look: ``easy`` (plain backgrounds), ``medium`` (gray clutter),
+``hard`` (clutter, blobs in class colours, smaller objects, colour jitter) or ``parts``:
+larger objects of two parts, the class shape as a *head* on a *body* (an ellipse of the class
+colour muted towards gray). The head is the discriminative part but covers only about 30 %
+of the object's box, the case of WSDDN's best known failure (its top box on the most
+discriminative part), which OICR and PCL set out to fix; proposals then include boxes around
+each part, as selective search gives them.
+
 The proposals are **synthetic**: boxes drawn to mimic selective search's recall (a few
 tight boxes around every object, IoU >= 0.77 by construction, looser ones around it,
 boxes around pairs of objects, and random boxes of many sizes and aspect ratios), in the
@@ -63,7 +71,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 MAX_CLASSES = 20
 DIFFICULT_SIDE = 12  # an object whose visible box has sqrt(width * height) below this is difficult
 MIN_OBJECT_SIDE = 20  # objects that are not meant to be difficult are drawn at least this large
-DIFFICULTIES = ("easy", "medium", "hard")
+DIFFICULTIES = ("easy", "medium", "hard", "parts")
+BODY_MUTING = 0.6  # a two-part object's body: its class colour mixed this much with mid-gray
 JPEG_QUALITY = 90
 _MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by wsl.data.generate"
 
@@ -86,23 +95,29 @@ class _Look:
     colour_jitter: float  # std of the per-object colour change
     clutter: bool  # gray lines and blobs in the background
     distractors: bool  # irregular blobs in class colours
+    parts: bool = False  # objects of two parts: the class shape as a head on a muted body
 
 
 _LOOKS = {
     "easy": _Look((0.2, 0.5), noise=3.0, colour_jitter=4.0, clutter=False, distractors=False),
     "medium": _Look((0.17, 0.45), noise=6.0, colour_jitter=10.0, clutter=True, distractors=False),
     "hard": _Look((0.12, 0.35), noise=10.0, colour_jitter=22.0, clutter=True, distractors=True),
+    "parts": _Look(
+        (0.3, 0.6), noise=4.0, colour_jitter=6.0, clutter=False, distractors=False, parts=True
+    ),
 }
 
 
 @dataclass(frozen=True)
 class GeneratedObject:
-    """One drawn object; ``box`` is its visible extent, 0-based inclusive ``x1, y1, x2, y2``."""
+    """One drawn object; ``box`` is its visible extent, 0-based inclusive ``x1, y1, x2, y2``;
+    ``parts`` the visible extents of its parts (two-part objects: head, body; else none)."""
 
     class_index: int
     box: tuple[int, int, int, int]
     truncated: bool
     difficult: bool
+    parts: tuple[tuple[int, int, int, int], ...] = ()
 
 
 def class_styles(num_classes: int) -> list[ClassStyle]:
@@ -254,23 +269,57 @@ def _draw_image(
     objects = []
     for class_index, centre, half in placed:
         mask = Image.new("L", (width + 2 * pad, height + 2 * pad))
-        _draw_shape(ImageDraw.Draw(mask), styles[class_index].shape, centre + pad, half)
+        jitter = rng.normal(0, look.colour_jitter, size=3)
+        part_boxes = []
+        for shape, part_centre, part_half, base in _object_parts(
+            styles[class_index], centre, half, look.parts
+        ):
+            layer = Image.new("L", mask.size)
+            _draw_shape(ImageDraw.Draw(layer), shape, part_centre + pad, part_half)
+            mask.paste(255, mask=layer)
+            visible_part = layer.crop((pad, pad, pad + width, pad + height))
+            colour = np.clip(np.array(base) + jitter, 0, 255).astype(int)
+            image.paste(tuple(colour.tolist()), mask=visible_part)
+            if look.parts and (part_box := visible_part.getbbox()) is not None:
+                part_boxes.append((part_box[0], part_box[1], part_box[2] - 1, part_box[3] - 1))
         full_box = mask.getbbox()
         visible = mask.crop((pad, pad, pad + width, pad + height))
         x1, y1, x2, y2 = visible.getbbox()  # PIL boxes are exclusive on the right and bottom
-        jitter = rng.normal(0, look.colour_jitter, size=3)
-        colour = np.clip(np.array(styles[class_index].colour) + jitter, 0, 255).astype(int)
-        image.paste(tuple(colour.tolist()), mask=visible)
         objects.append(
             GeneratedObject(
                 class_index=class_index,
                 box=(x1, y1, x2 - 1, y2 - 1),
                 truncated=full_box != (x1 + pad, y1 + pad, x2 + pad, y2 + pad),
                 difficult=np.sqrt((x2 - x1) * (y2 - y1)) < DIFFICULT_SIDE,
+                parts=tuple(part_boxes),
             )
         )
     pixels = np.asarray(image, dtype=float) + rng.normal(0, look.noise, size=(height, width, 3))
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)), objects
+
+
+def _object_parts(
+    style: ClassStyle, centre: np.ndarray, half: np.ndarray, parts: bool
+) -> list[tuple[str, np.ndarray, np.ndarray, tuple[int, int, int]]]:
+    """What to draw for one object, in order: ``(shape, centre, half extents, RGB colour)``.
+
+    One part, the class shape in the class colour; or, with ``parts``, two: a body (an ellipse
+    over the lower 70 % of the object's box, in the class colour muted towards gray by
+    :data:`BODY_MUTING`) under a head (the class shape in the class colour, 55 % of the
+    object's width and height, at its top). The head, about 30 % of the object's box, is
+    the discriminative part: a box around it alone overlaps the object's box by IoU ~0.3.
+    """
+    if not parts:
+        return [(style.shape, centre, half, style.colour)]
+    muted = np.array(style.colour) * (1 - BODY_MUTING) + 128 * BODY_MUTING
+    body = (
+        "circle",
+        centre + np.array([0, 0.3 * half[1]]),
+        half * [1.0, 0.7],
+        tuple(np.rint(muted).astype(int)),
+    )
+    head = (style.shape, centre - np.array([0, 0.45 * half[1]]), 0.55 * half, style.colour)
+    return [body, head]
 
 
 def _proposals(
@@ -282,14 +331,14 @@ def _proposals(
 ) -> np.ndarray:
     """About ``count`` unique, shuffled boxes (0-based inclusive xyxy, ints) inside the image.
 
-    Around every object: a few tight boxes (each edge moved by at most 6 % of the object's
-    side, so IoU >= 0.77) and looser ones; one box around each pair of objects; the rest
-    random, of log-uniform size and aspect ratio 1:3 to 3:1.
+    Around every object and every part of one: a few tight boxes (each edge moved by at most
+    6 % of the object's side, so IoU >= 0.77) and looser ones; one box around each pair of
+    objects; the rest random, of log-uniform size and aspect ratio 1:3 to 3:1.
     """
     boxes = []
     n_tight, n_loose = max(2, round(0.03 * count)), max(2, round(0.08 * count))
-    for obj in objects:
-        gt = np.array(obj.box, dtype=float)
+    for box in [b for obj in objects for b in (obj.box, *obj.parts)]:
+        gt = np.array(box, dtype=float)
         sides = np.tile(gt[2:] - gt[:2] + 1, 2)
         limit = np.floor(0.06 * sides)
         tight = np.clip(np.rint(rng.normal(0, 0.03 * sides, size=(n_tight, 4))), -limit, limit)
@@ -544,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=DIFFICULTIES,
         default="easy",
         help="easy: plain backgrounds; medium: gray clutter; hard: clutter, blobs in class "
-        "colours, smaller objects, colour jitter",
+        "colours, smaller objects, colour jitter; parts: larger objects of two parts, the class "
+        "shape as a head on a body of muted class colour",
     )
     parser.add_argument("--proposals-per-image", type=int, default=200, help="on average")
     parser.add_argument("--force", action="store_true", help="replace an existing data set")
