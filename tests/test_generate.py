@@ -314,3 +314,27 @@ def test_cues_are_learnable_from_image_labels(tmp_path: Path) -> None:
     trained = test_map()
     print(f"classification mAP on test: untrained {untrained:.3f}, trained {trained:.3f}")
     assert trained > untrained + 0.2 and trained > 0.9
+
+
+def test_parts_objects_have_a_head_on_a_muted_body_and_part_proposals() -> None:
+    styles = class_styles(4)
+    rng = np.random.default_rng(5)
+    image, objects = generate._draw_image(rng, 128, 120, [0], styles, generate._LOOKS["parts"])
+    [obj] = objects
+    head, body = np.array(obj.parts[1]), np.array(obj.parts[0])
+    gt = np.array(obj.box)
+    # the object's box is the union of its parts; the head sits at its top, the body at its foot
+    np.testing.assert_array_equal(np.minimum(head[:2], body[:2]), gt[:2])
+    np.testing.assert_array_equal(np.maximum(head[2:], body[2:]), gt[2:])
+    assert head[1] == gt[1] and body[3] == gt[3]
+    area = lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1)  # noqa: E731
+    assert 0.2 < area(head) / area(gt) < 0.4  # the head is about a third of the object's box
+    pixels = np.asarray(image, dtype=float)
+    head_centre = pixels[(head[1] + head[3]) // 2, (head[0] + head[2]) // 2]
+    body_foot = pixels[body[3] - (body[3] - body[1]) // 5, (body[0] + body[2]) // 2]
+    muted = np.array(styles[0].colour) * (1 - generate.BODY_MUTING) + 128 * generate.BODY_MUTING
+    assert np.abs(head_centre - styles[0].colour).max() < 40  # noise 4, jitter 6
+    assert np.abs(body_foot - muted).max() < 40 and np.abs(body_foot - styles[0].colour).max() > 50
+    proposals = torch.as_tensor(generate._proposals(rng, objects, 128, 120, 50), dtype=torch.float)
+    for box in (head, body, gt):  # tight proposals around each part and the whole object
+        assert box_iou(torch.as_tensor(box[None], dtype=torch.float), proposals).max() > 0.75
