@@ -127,11 +127,13 @@ def test_localizer_scores_match_the_training_pipeline(localizer_run: dict) -> No
     assert found == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("experiment", ["wsddn_demo", "oicr_demo"])
 def test_wsddn_computes_caches_and_scores_selective_search_proposals(
-    generated_root: Path, tmp_path: Path
+    experiment: str, generated_root: Path, tmp_path: Path
 ) -> None:
+    """WSDDN, and OICR through the same contract (its refined scores)."""
     ckpt = train_checkpoint(
-        generated_root, tmp_path / "train", "experiment=wsddn_demo",
+        generated_root, tmp_path / "train", f"experiment={experiment}",
         "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",
     )  # fmt: skip
     folder = image_folder(generated_root, tmp_path / "images", ["000003"])

@@ -1,6 +1,7 @@
 """OICR and PCL learn to detect from image labels on generated data: after brief training from
-scratch each clearly beats its untrained network in detection mAP and CorLoc (as WSDDN in
-``tests/test_wsddn_training.py``)."""
+scratch (3 epochs of the demos, 36 steps) each clearly beats its untrained network in detection
+mAP and CorLoc (as WSDDN in ``tests/test_wsddn_training.py``). Measured here: untrained 0.044 /
+0.117; OICR 0.226 / 0.375, PCL 0.295 / 0.506 (about a minute each on 2 cores)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ def overrides(method: str, root: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["oicr", "pcl"])
 def test_training_beats_the_untrained_model_clearly(
     method: str, learning_root: Path, tmp_path: Path
@@ -42,7 +42,7 @@ def test_training_beats_the_untrained_model_clearly(
         compose_cfg("train", overrides(method, learning_root, "train=false"), tmp_path / "u")
     )
     trained = train(compose_cfg("train", overrides(method, learning_root), tmp_path / "t"))
-    assert trained["det_mAP"] > max(untrained["det_mAP"] + 0.15, 2 * untrained["det_mAP"]), (
+    assert trained["det_mAP"] > max(untrained["det_mAP"] + 0.1, 3 * untrained["det_mAP"]), (
         untrained, trained,
     )  # fmt: skip
-    assert trained["CorLoc"] > untrained["CorLoc"] + 0.2, (untrained, trained)
+    assert trained["CorLoc"] > untrained["CorLoc"] + 0.15, (untrained, trained)
