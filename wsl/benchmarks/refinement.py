@@ -33,9 +33,7 @@ REPORTED = ("det_mAP", "CorLoc", "top_box_area_ratio")
 HEADERS = ("detection mAP", "CorLoc", "top box area / GT area")
 
 
-def train_run(
-    method: str, seed: int, root: Path, epochs: int, run_dir: Path, overrides: Sequence[str] = ()
-) -> dict[str, float]:
+def train_run(method: str, seed: int, root: Path, epochs: int, run_dir: Path) -> dict[str, float]:
     """The test metrics of one ``experiment=<method>_demo`` run on ``root`` (tested on
     trainval), and the median ``top_box_area_ratio`` of its top boxes (:mod:`.top_boxes`)."""
     command = [
@@ -43,7 +41,7 @@ def train_run(
         "data.test_split=trainval", "data.val_split=test", f"trainer.max_epochs={epochs}",
         f"seed={seed}", "trainer.enable_progress_bar=false", "logger=[]",
         "callbacks.box_pictures=null", "callbacks.periodic_evaluation=null",
-        "callbacks.histograms=null", f"hydra.run.dir={run_dir}", *overrides,
+        "callbacks.histograms=null", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
