@@ -180,13 +180,13 @@ def test_tta_averages_the_scores_of_each_proposal_over_views(
     expected = ((plain + mirrored) / 2).split([len(p) for p in proposals])
     module.tta = type(module.tta)(flip=True)
     try:
-        averaged = module.region_scores(batch)
+        averaged, _ = module.view_scores(batch)
         assert not torch.allclose(plain, mirrored, rtol=0.01)  # the flip changes the scores
         for got, want in zip(averaged, expected, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
         eval_scale = min(batch["input_size"][0])  # not what the batch holds: views resized
         module.tta = type(module.tta)(scales=[eval_scale * 2])
-        assert not torch.allclose(torch.cat(module.region_scores(batch)), plain, rtol=0.01)
+        assert not torch.allclose(torch.cat(module.view_scores(batch)[0]), plain, rtol=0.01)
     finally:
         module.tta = type(module.tta)()
 

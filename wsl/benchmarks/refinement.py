@@ -26,6 +26,7 @@ from typing import Any
 
 from wsl.benchmarks.top_boxes import top_box_area_ratio
 from wsl.data.generate import DIFFICULTIES, generate_voc
+from wsl.evaluation.results_files import read_results
 from wsl.runtime.atomic import atomic_path
 
 METHODS = ("wsddn", "oicr", "pcl")
@@ -46,7 +47,7 @@ def train_run(method: str, seed: int, root: Path, epochs: int, run_dir: Path) ->
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{method} seed {seed} failed ({run_dir}):\n{result.stderr[-2000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    metrics = read_results(run_dir)["metrics"]
     voc_dir = root / "VOCdevkit" / "VOC2007"
     return {**metrics, "top_box_area_ratio": top_box_area_ratio(run_dir, voc_dir, "trainval")}
 

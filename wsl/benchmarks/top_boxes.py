@@ -18,12 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wsl.data.annotations import parse_voc_xml, read_class_list, read_image_set
-from wsl.structures.boxes import voc_iou
-
-
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    """Areas of inclusive ``x1, y1, x2, y2`` boxes (+1 pixel convention)."""
-    return (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
+from wsl.structures.boxes import voc_area, voc_iou
 
 
 def top_boxes(run_dir: Path, split: str, classes: list[str]) -> dict[tuple[str, int], np.ndarray]:
@@ -52,5 +47,5 @@ def top_box_area_ratio(run_dir: str | Path, voc_dir: str | Path, split: str) -> 
             if (image_id, c) in found:
                 top, gts = found[image_id, c], np.array(gt_boxes, dtype=np.float64)
                 matched = gts[np.argmax(voc_iou(top[None], gts))]
-                ratios.append(box_area(top) / box_area(matched))
+                ratios.append(voc_area(top) / voc_area(matched))
     return float(np.median(ratios)) if ratios else float("nan")

@@ -45,6 +45,11 @@ def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
     return torch.stack([width - 1 - x2, y1, width - 1 - x1, y2], dim=1)
 
 
+def voc_area(boxes: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """Areas of inclusive ``boxes[..., 4]`` with the +1 pixel convention (arrays or tensors)."""
+    return (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
+
+
 def voc_iou(boxes1: np.ndarray | Tensor, boxes2: np.ndarray | Tensor) -> np.ndarray | Tensor:
     """IoU (+1 pixel convention) of inclusive ``boxes1[..., 4]`` and ``boxes2[..., 4]``
     broadcast against each other: float64 arrays for arrays, tensors (differentiable, their
@@ -65,6 +70,4 @@ def voc_iou(boxes1: np.ndarray | Tensor, boxes2: np.ndarray | Tensor) -> np.ndar
         ops.minimum(a[..., 3], b[..., 3]) - ops.maximum(a[..., 1], b[..., 1]) + 1, 0, None
     )
     inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter)
+    return inter / (voc_area(a) + voc_area(b) - inter)

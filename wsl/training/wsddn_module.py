@@ -221,10 +221,6 @@ class WSDDNModule(WSLModule):
         counts = [len(p) for p in batch["proposals"]]
         return list((region_totals / len(views)).split(counts)), image_totals / len(views)
 
-    def region_scores(self, batch: Mapping[str, Any]) -> list[Tensor]:
-        """Each image's region scores (K_i, C) of :meth:`view_scores`."""
-        return self.view_scores(batch)[0]
-
     def postprocess(
         self, batch: Mapping[str, Any], region_scores: Sequence[Tensor], num_views: int = 1
     ) -> list[Detections]:
