@@ -20,3 +20,28 @@ def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+@contextmanager
+def serve_files(files: dict[str, bytes], requests: list[str] | None = None) -> Iterator[str]:
+    """Serve ``files`` (URL path -> bytes, read at each request, so a test may change it) on
+    loopback, recording each requested path in ``requests``; 404 for any other path."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if requests is not None:
+                requests.append(self.path)
+            data = files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve_on_loopback(Handler) as url:
+        yield url

@@ -7,7 +7,6 @@ import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import scipy.io
 from PIL import Image
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
-from tests.http_server import serve_on_loopback
+from tests.http_server import serve_files
 from wsl.data.bad_input import DataError
 from wsl.data.download import Archive, fetch, main, voc2007_archives
 
@@ -97,22 +96,7 @@ def server() -> Iterator[Server]:
     }
     served = Server(url="", files=files)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.requests.append(self.path)
-            data = served.files.get(self.path)
-            if data is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve_on_loopback(Handler) as url:
+    with serve_files(served.files, served.requests) as url:
         served.url = url
         yield served
 

@@ -25,6 +25,12 @@ Nothing half-done ever looks done:
   An interrupted extraction leaves no marker and is redone on the next run; an archive whose
   marker is present is neither downloaded nor extracted again (so the archives may be deleted
   once extracted).
+
+Extraction stays inside ``--root``: every member is checked (:func:`_check_members`) before
+anything is written, and one bad member (an absolute path, ``../``, a link leading outside, a
+device) refuses the whole archive with a :class:`~wsl.data.bad_input.DataError`. Python's
+``filter="data"`` (PEP 706) then extracts it; setuid, setgid and sticky bits, group and other
+write bits and ownership are not written.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torchvision.datasets.utils import USER_AGENT, calculate_md5, check_integrity, extract_archive
+from torchvision.datasets.utils import USER_AGENT, calculate_md5, check_integrity
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 from tqdm import tqdm
 
@@ -172,6 +178,105 @@ def _download(archive: Archive, path: Path) -> None:
     os.replace(part, path)
 
 
+def _refused(path: Path, member: tarfile.TarInfo, reason: str) -> DataError:
+    """The one-line error for an archive refused because of ``member``."""
+    return DataError(
+        path,
+        f"member {member.name!r} {reason}: refused, nothing extracted; the archive or mirror is "
+        "not trustworthy: delete the archive and use another mirror",
+    )
+
+
+def _filter_reason(err: tarfile.FilterError, root: Path) -> str:
+    """Why ``tarfile.data_filter`` refused a member, in words naming ``root``."""
+    member = err.tarinfo
+    kind = "symbolic" if member.issym() else "hard"
+    if isinstance(err, tarfile.OutsideDestinationError):
+        return f"would be written outside {root}"
+    if isinstance(err, tarfile.LinkOutsideDestinationError):
+        return f"is a {kind} link to {member.linkname!r}, outside {root}"
+    if isinstance(err, tarfile.AbsoluteLinkError):
+        return f"is a {kind} link to the absolute path {member.linkname!r}"
+    if isinstance(err, tarfile.SpecialFileError):
+        return "is a device, FIFO or other special file"
+    return str(err)
+
+
+def _symlink_on_way(
+    dest: str, relpath: str, symlinks: Mapping[str, tarfile.TarInfo], *, last: bool
+) -> tarfile.TarInfo | None:
+    """The first symlink of the archive that ``relpath`` (below ``dest``) passes through.
+
+    ``symlinks`` maps where each symlink member will be (a real path) to it; the last
+    component of ``relpath`` counts only when ``last``. Walks the real path as the kernel
+    will once those symlinks exist, which ``tarfile.data_filter`` cannot see beforehand.
+    """
+    current = dest
+    parts = [part for part in relpath.split("/") if part not in ("", ".")]
+    for i, part in enumerate(parts):
+        step = os.path.join(current, part)
+        if step in symlinks and (last or i < len(parts) - 1):
+            return symlinks[step]
+        current = os.path.realpath(step)
+    return None
+
+
+def _check_members(path: Path, members: Sequence[tarfile.TarInfo], root: Path) -> None:
+    """Raise :class:`DataError` unless every member of the tar ``path`` stays inside ``root``.
+
+    Refused: a member with an absolute path, one ``tarfile.data_filter`` rejects (written or
+    linking outside ``root``, a device, FIFO or other special file; see the ``tarfile`` docs,
+    "Extraction filters"), and one written or linking through a symlink of the same archive
+    (the filter checks those only once the symlink is on disk, after extraction began). A
+    folder inside ``root`` that is a symlink to elsewhere counts as outside.
+    """
+    dest = os.path.realpath(root)
+    for member in members:
+        if member.name.startswith(("/", os.sep)):
+            raise _refused(path, member, "has an absolute path")
+        try:
+            tarfile.data_filter(member, dest)
+        except tarfile.FilterError as err:
+            raise _refused(path, member, _filter_reason(err, root)) from err
+    symlinks = {  # where each symlink will be, parents resolved
+        os.path.join(
+            os.path.realpath(os.path.join(dest, os.path.dirname(m.name))), os.path.basename(m.name)
+        ): m
+        for m in members
+        if m.issym()
+    }
+    for member in members:
+        via = _symlink_on_way(dest, member.name, symlinks, last=True)
+        if via is not None and via is not member:
+            raise _refused(path, member, f"would be written through the symlink {via.name!r}")
+        if member.issym() or member.islnk():
+            start = os.path.dirname(member.name) if member.issym() else ""
+            via = _symlink_on_way(dest, f"{start}/{member.linkname}", symlinks, last=False)
+            if via is not None:
+                raise _refused(path, member, f"links through the symlink {via.name!r}")
+
+
+def _extract(path: Path, root: Path) -> None:
+    """Extract the tar ``path`` into ``root`` once :func:`_check_members` accepts all of it.
+
+    ``filter="data"`` checks each member again as it is written, and drops setuid, setgid
+    and sticky bits, group and other write bits and ownership: those are not written.
+    """
+    try:
+        with tarfile.open(path) as tar:  # plain or gzip, detected
+            members = tar.getmembers()
+            _check_members(path, members, root)
+            tar.extractall(root, members, filter="data")
+    except tarfile.FilterError as err:  # the disk changed between the check and the write
+        raise DataError(
+            path,
+            f"member {err.tarinfo.name!r} refused while extracting ({err}); what was extracted "
+            f"before it is inside {root}",
+        ) from err
+    except (tarfile.TarError, EOFError) as err:
+        raise DataError(path, f"cannot be extracted ({err}); delete it and run again") from err
+
+
 def fetch(archive: Archive, root: str | Path) -> Path:
     """Download (unless present with the right MD5), verify and extract ``archive`` into ``root``.
 
@@ -187,10 +292,7 @@ def fetch(archive: Archive, root: str | Path) -> Path:
         return target
     if not check_integrity(path, archive.md5):
         _download(archive, path)
-    try:
-        extract_archive(path, root)
-    except (tarfile.TarError, EOFError) as err:
-        raise DataError(path, f"cannot be extracted ({err}); delete it and run again") from err
+    _extract(path, root)
     if not target.exists():
         raise DataError(path, f"does not contain {archive.extracts_to}; is it the right archive?")
     with atomic_path(marker) as tmp:
