@@ -10,8 +10,9 @@ the detector's top-scoring box of that class (class colour, labelled with class 
 A model with several sources of detections (``detections_by_source``: OICR and PCL give WSDDN's
 and their last refinement stream's) gets one such panel per source, side by side and titled.
 Pictures go to every logger that shows images, one tag per image, ``boxes/<split>/<image id>``
-(the step on TensorBoard's slider), and to ``<output_dir>/boxes/<split>/step_<S>/<image id>.png``;
-only rank 0 draws them.
+(the step on TensorBoard's slider), and to ``<output_dir>/boxes/<split>/step_<S>/<image id>.png``
+(split and image id checked to be plain names, so the file stays under ``output_dir``); only
+rank 0 draws them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
 from wsl.drawing import PALETTE, draw_boxes, save_png, side_by_side
 from wsl.loggers.images import log_image
+from wsl.runtime.names import contained_path
 
 GT_COLOUR = "#ffffff"
 
@@ -137,7 +139,7 @@ class BoxPictures(pl.Callback):
                 tag = f"boxes/{self.split_name}/{record.image_id}"
                 log_image(trainer.loggers, tag, picture, step=step)
                 if self.output_dir is not None:
-                    file = f"boxes/{self.split_name}/step_{step}/{record.image_id}.png"
-                    save_png(picture, self.output_dir / file)
+                    parts = (self.split_name, f"step_{step}", f"{record.image_id}.png")
+                    save_png(picture, contained_path(self.output_dir / "boxes", *parts))
                 tags.append(tag)
         return tags

@@ -8,7 +8,8 @@ the class and its image score, with a colour bar. Pictures go to every logger th
 images (TensorBoard, visdom), one tag per picture (``heatmaps/train/<image id>/<class>``,
 the step on TensorBoard's slider), and to ``<output_dir>/heatmaps/train/epoch_E/step_S/
 batch_B/<image id>/<class>.png`` (``heatmaps/final/batch_B/...`` at the end), so the files
-keep every epoch's pictures; only rank 0 draws them.
+keep every epoch's pictures; image ids and class names are checked to be plain names, so the
+files stay under ``output_dir``. Only rank 0 draws them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
 from wsl.drawing import enlarge, heatmap_picture, save_png
 from wsl.loggers.images import log_image
+from wsl.runtime.names import contained_path
 
 
 class HeatmapPictures(pl.Callback):
@@ -101,20 +103,32 @@ class HeatmapPictures(pl.Callback):
             scores = torch.sigmoid(output.logits[0].float()).cpu()
             record = dataset.index[i]
             picture = pil_to_tensor(read_rgb(record.image_path))
-            file = f"{folder}/batch_{batch_position}/{record.image_id}"
+            directory = None
+            if self.output_dir is not None:
+                parts = (f"batch_{batch_position}", record.image_id)
+                directory = contained_path(self.output_dir / folder, *parts)
             tag = f"{prefix}/{record.image_id}"
-            self._emit(trainer, f"{tag}/image", f"{file}/image", enlarge(picture, 384)[0])
+            self._emit(trainer, f"{tag}/image", directory, "image", enlarge(picture, 384)[0])
             tags.append(f"{tag}/image")
             for c in sorted(set(sample["gt_classes"].tolist())):
                 name = dataset.index.classes[c]
                 title = f"{record.image_id} · {name} · score {float(scores[c]):.3g}"
                 overlay = heatmap_picture(picture, maps[c], title)
-                self._emit(trainer, f"{tag}/{name}", f"{file}/{name}", overlay)
+                self._emit(trainer, f"{tag}/{name}", directory, name, overlay)
                 tags.append(f"{tag}/{name}")
         pl_module.train(was_training)
         return tags
 
-    def _emit(self, trainer: pl.Trainer, tag: str, file: str, picture: torch.Tensor) -> None:
+    def _emit(
+        self,
+        trainer: pl.Trainer,
+        tag: str,
+        directory: Path | None,
+        name: str,
+        picture: torch.Tensor,
+    ) -> None:
+        """Log ``picture`` under ``tag``; save it as ``<directory>/<name>.png`` (``name`` checked
+        to be a plain name) unless there is no output folder."""
         log_image(trainer.loggers, tag, picture, step=trainer.global_step)
-        if self.output_dir is not None:
-            save_png(picture, self.output_dir / f"{file}.png")
+        if directory is not None:
+            save_png(picture, contained_path(directory, f"{name}.png"))

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from wsl.data.bad_input import DataError
+from wsl.runtime.names import name_problem
+from wsl.runtime.settings import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -167,27 +169,47 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
     )
 
 
+def _text_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file (a byte-order mark dropped), split at ``\\n`` only, so line
+    numbers are an editor's and other control characters stay in the line to be named."""
+    try:
+        return path.read_text(encoding="utf-8-sig").split("\n")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text ({error})") from None
+
+
 def read_image_set(voc_dir: str | Path, split: str) -> list[str]:
     """Image ids listed in ``ImageSets/Main/<split>.txt``, in file order.
 
-    A byte-order mark is dropped; an id with any other non-printable character, or listed
-    twice, is a :class:`DataError` naming the file, the line and the id.
+    A byte-order mark is dropped; an id that is not a plain name (see
+    :func:`~wsl.runtime.names.name_problem`: it becomes ``Annotations/<id>.xml``, so ``../x``
+    would read outside the data set), or listed twice, is a :class:`DataError` naming the file,
+    the line and the id. ``split`` must be a plain name too
+    (:class:`~wsl.runtime.settings.SettingError`).
     """
-    path = Path(voc_dir) / "ImageSets" / "Main" / f"{split}.txt"
+    main_dir = Path(voc_dir) / "ImageSets" / "Main"
+    problem = name_problem(split)
+    if problem is not None:
+        raise SettingError(
+            f"image set name {split!r} is not a plain name ({problem}); data.train_split, "
+            f"data.val_split and data.test_split name a file <split>.txt of {main_dir}"
+        )
+    path = main_dir / f"{split}.txt"
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)
         raise DataError(path, f"image set {split!r} not found (available: {available})")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text ({error})") from None
     ids, first_line, duplicates = [], {}, []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_text_lines(path), 1):
         if not line.strip():
             continue
         image_id = line.split()[0]
-        if not image_id.isprintable():
-            raise DataError(path, f"line {number}: id {image_id!r} has a non-printable character")
+        problem = name_problem(image_id)
+        if problem is not None:
+            raise DataError(
+                path,
+                f"line {number}: id {image_id!r} is not a plain name ({problem}); an id names "
+                f"Annotations/<id>.xml and JPEGImages/<id>.jpg: fix the line",
+            )
         if image_id in first_line:
             duplicates.append(f"{image_id} (lines {first_line[image_id]} and {number})")
         first_line.setdefault(image_id, number)
@@ -200,12 +222,28 @@ def read_image_set(voc_dir: str | Path, split: str) -> list[str]:
 
 
 def read_class_list(voc_dir: str | Path) -> tuple[str, ...]:
-    """Classes of a data set: ``classes.txt`` beside ``ImageSets`` if present, else VOC's 20."""
+    """Classes of a data set: ``classes.txt`` beside ``ImageSets`` if present, else VOC's 20.
+
+    One class per line, surrounding whitespace stripped, blank lines skipped. A name that is
+    not plain (see :func:`~wsl.runtime.names.name_problem`; class names become file names such
+    as ``comp4_det_<split>_<class>.txt``) is a :class:`DataError` naming the file and the line.
+    """
     path = Path(voc_dir) / "classes.txt"
     if not path.is_file():
         return VOC_CLASSES
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
-    classes = tuple(line.strip() for line in lines if line.strip())
+    classes = []
+    for number, line in enumerate(_text_lines(path), 1):
+        name = line.strip()
+        if not name:
+            continue
+        problem = name_problem(name)
+        if problem is not None:
+            raise DataError(
+                path,
+                f"line {number}: class name {name!r} is not a plain name ({problem}); class "
+                f"names become file names (comp4_det_<split>_<class>.txt): rename the class",
+            )
+        classes.append(name)
     if not classes or len(set(classes)) != len(classes):
         raise DataError(path, "class list is empty or has duplicate names")
-    return classes
+    return tuple(classes)

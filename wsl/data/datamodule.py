@@ -8,6 +8,7 @@ reported before the first step. Which split serves which stage is configurable
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,8 @@ from wsl.data.dataset import Sample, VOCDataset
 from wsl.data.proposals import ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
+from wsl.runtime.names import name_problem
+from wsl.runtime.settings import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,24 @@ class ProposalSource(Protocol):
     :class:`~wsl.data.selective_search.SelectiveSearchProposals`, ..."""
 
     def for_split(self, split: str) -> ProposalProvider: ...
+
+
+def checked_classes(classes: Sequence[str] | None) -> list[str] | None:
+    """``data.classes`` as a list (``None`` when not given), refusing a name that is not plain
+    (see :func:`~wsl.runtime.names.name_problem`) or is listed twice."""
+    if not classes:
+        return None
+    for position, name in enumerate(classes):
+        problem = name_problem(name)
+        if problem is not None:
+            raise SettingError(
+                f"data.classes[{position}]={name!r} is not a plain name ({problem}); class names "
+                f"become file names (comp4_det_<split>_<class>.txt): rename it in data.classes"
+            )
+    duplicates = [name for name, count in Counter(classes).items() if count > 1]
+    if duplicates:
+        raise SettingError(f"data.classes lists {', '.join(duplicates)} more than once")
+    return list(classes)
 
 
 def collate_stacked(samples: Sequence[Sample | None]) -> dict[str, Any] | None:
@@ -72,7 +93,8 @@ class VOCDataModule(pl.LightningDataModule):
     Args:
         root: folder holding ``VOCdevkit/VOC2007``.
         train_split, val_split, test_split: image sets used for fit, validation and test.
-        classes: class names in label order; ``None`` reads ``classes.txt`` or uses VOC's 20.
+        classes: class names in label order, each a plain name (checked here, the one place
+            ``data.classes`` enters); ``None`` reads ``classes.txt`` or uses VOC's 20.
         difficult_labels: ``positive`` (any instance) or ``ignore`` (VOC classification).
         on_error: ``raise`` on bad input, or ``skip`` the image (logged and counted).
         verify_images: ``header``, ``full`` or ``none`` image checks at setup.
@@ -102,7 +124,7 @@ class VOCDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = Path(root)
         self.splits = {"fit": train_split, "validate": val_split, "test": test_split}
-        self.classes = list(classes) if classes else None
+        self.classes = checked_classes(classes)
         self.difficult_labels = difficult_labels
         self.on_error = on_error
         self.verify_images = verify_images

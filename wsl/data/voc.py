@@ -20,6 +20,7 @@ from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
 from wsl.data.images import read_rgb as read_rgb  # re-exported: predict, callbacks, inspect
 from wsl.data.labels import image_labels
 from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.runtime.names import contained_path
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,10 @@ class VOCIndex:
     def _read_annotations(self, difficult_labels: str, verify_images: str) -> list[VOCRecord]:
         records = []
         for image_id in read_image_set(self.voc_dir, self.split):
-            xml_path = self.voc_dir / "Annotations" / f"{image_id}.xml"
+            xml_path = contained_path(self.voc_dir, "Annotations", f"{image_id}.xml")
             try:
                 annotation = parse_voc_xml(xml_path, self.classes)
-                image_path = self.voc_dir / "JPEGImages" / f"{image_id}.jpg"
+                image_path = contained_path(self.voc_dir, "JPEGImages", f"{image_id}.jpg")
                 check_image(image_path, annotation.width, annotation.height, verify_images)
             except DataError as error:
                 self.policy.report(error)

@@ -38,6 +38,7 @@ import numpy as np
 
 from wsl.evaluation.per_image import DetectionEvaluator, check_classes, defined_mean
 from wsl.runtime.atomic import atomic_path
+from wsl.runtime.names import contained_path
 from wsl.structures.boxes import voc_iou
 from wsl.structures.detections import ArrayLike, ImageDetections, ImageGroundTruth, Record
 
@@ -211,8 +212,12 @@ def write_devkit_results(
 
     Lines are ``<image_id> <score> <x1> <y1> <x2> <y2>``: the score as Python's shortest
     repr that reads back to the same float64 (never rounded), boxes 1-based as the devkit
-    reads them. Each file is written to a temporary file beside it, then renamed.
+    reads them. Each file is written to a temporary file beside it, then renamed. Every file
+    name is checked to be a plain name (:func:`~wsl.runtime.names.contained_path`) before any
+    file is written, so a class or split such as ``../x`` raises :class:`ValueError` and
+    writes nothing.
     """
+    paths = [contained_path(directory, f"comp4_det_{split}_{name}.txt") for name in class_names]
     lines: list[list[str]] = [[] for _ in class_names]
     for image_id, det in zip(image_ids, detections, strict=True):
         boxes, scores, classes = ImageDetections.of(*det)
@@ -221,10 +226,7 @@ def write_devkit_results(
             (boxes + 1).tolist(), scores.tolist(), classes.tolist(), strict=True
         ):
             lines[c].append(f"{image_id} {score!r} {box[0]!r} {box[1]!r} {box[2]!r} {box[3]!r}\n")
-    paths = []
-    for name, class_lines in zip(class_names, lines, strict=True):
-        path = Path(directory) / f"comp4_det_{split}_{name}.txt"
+    for path, class_lines in zip(paths, lines, strict=True):
         with atomic_path(path) as tmp:
             tmp.write_text("".join(class_lines))
-        paths.append(path)
     return paths
