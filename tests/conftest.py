@@ -28,3 +28,15 @@ def data_copy(generated_root: Path, tmp_path: Path) -> Path:
     root = tmp_path / "data"
     shutil.copytree(generated_root, root)
     return root
+
+
+LOCALIZER = ["experiment=localizer_demo", "callbacks.heatmaps.num_train_images=0",
+             "callbacks.heatmaps.num_final_images=0"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def localizer_ckpt(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained Localizer's ``last.ckpt`` (read-only: copy it before changing it)."""
+    from tests.test_predict import train_checkpoint  # imports wsl.train: only when needed
+
+    return train_checkpoint(generated_root, tmp_path_factory.mktemp("ckpt") / "train", *LOCALIZER)

@@ -14,25 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, LOCALIZER
 from tests.test_predict import train_checkpoint
 from wsl.checkpoint import (
     CheckpointError,
-    StagedCheckpointIO,
-    load_module,
+    RunCheckpoint,
+    RunCheckpointIO,
     load_run_config,
     read_checkpoint,
 )
 
-LOCALIZER = ["experiment=localizer_demo", "callbacks.heatmaps.num_train_images=0",
-             "callbacks.heatmaps.num_final_images=0"]  # fmt: skip
 DAMAGED = "is damaged (e.g. cut short by an interrupted copy) or is not a wsl checkpoint"
-
-
-@pytest.fixture(scope="module")
-def localizer_ckpt(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained Localizer's ``last.ckpt``."""
-    return train_checkpoint(generated_root, tmp_path_factory.mktemp("ckpt") / "train", *LOCALIZER)
 
 
 def command(module: str, *overrides: str, env: dict[str, str] | None = None):
@@ -104,7 +96,7 @@ def test_weights_that_do_not_fit_their_config_are_named(
     tampered = tmp_path / "tampered.ckpt"
     torch.save(checkpoint, tampered)
     with pytest.raises(CheckpointError) as error:
-        load_module(tampered, load_run_config(tampered))
+        RunCheckpoint.read(tampered).build_module()
     assert str(error.value) == (
         f"{tampered}: its weights do not fit the LocalizerModule its config describes "
         "(RuntimeError); the file was changed after `wsl.train` wrote it"
@@ -145,7 +137,7 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
 def test_staged_save_is_atomic(tmp_path: Path) -> None:
     """A save that fails leaves neither a partial file nor a changed checkpoint."""
     path = tmp_path / "a.ckpt"
-    io = StagedCheckpointIO()
+    io = RunCheckpointIO()
     io.save_checkpoint({"step": torch.tensor(1)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     with pytest.raises((pickle.PicklingError, AttributeError)):  # a lambda: not picklable

@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
-from wsl.evaluate import load_run_config
+from wsl.checkpoint import load_run_config
 from wsl.predict import load_model, predict
 from wsl.train import train
 

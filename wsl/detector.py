@@ -27,7 +27,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from wsl.checkpoint import load_module, load_run_config
+from wsl.checkpoint import RunCheckpoint
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import selective_search
 from wsl.data.transforms import build_transform
@@ -71,9 +71,10 @@ def resolve_device(name: str) -> torch.device:
 def load_model(
     ckpt_path: str | Path, device: torch.device
 ) -> tuple[pl.LightningModule, DictConfig]:
-    """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config."""
-    run_cfg = load_run_config(ckpt_path)
-    return load_module(ckpt_path, run_cfg, map_location=device).eval(), run_cfg
+    """The LightningModule of ``ckpt_path`` (eval mode, on ``device``) and its run's config,
+    rebuilt from the checked file (:class:`~wsl.checkpoint.RunCheckpoint`)."""
+    checkpoint = RunCheckpoint.read(ckpt_path)
+    return checkpoint.build_module(map_location=device).eval(), checkpoint.config
 
 
 def model_predictor(

@@ -10,21 +10,25 @@ run directory, as ``python -m wsl.evaluate`` does.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor
 
 from wsl.callbacks.run_config import RunConfigInCheckpoint
-from wsl.checkpoint import StagedCheckpointIO, check_family
+from wsl.checkpoint import RunCheckpoint, RunCheckpointIO
+from wsl.data.class_order import match_classes
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
 from wsl.runtime.console import progress_bar_enabled, quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_dir import ensure_writable
 from wsl.runtime.run_failure import reported_run
+from wsl.runtime.run_lock import run_dir_lock
+from wsl.runtime.settings import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +46,45 @@ def check_data(datamodule: VOCDataModule) -> dict[str, int]:
     return counts
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``, with ``last`` meaning this run directory's ``checkpoints/last.ckpt``
+    (none yet: start from scratch), so a job script that always passes ``ckpt_path=last`` with
+    a fixed ``hydra.run.dir`` resumes wherever its previous attempt stopped."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "last":
+        return ckpt_path
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("ckpt_path=last: resuming from %s", last)
+        return str(last)
+    log.info("ckpt_path=last: no %s yet, starting from scratch", last)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Build everything ``cfg`` names, then fit and test; return the final metrics."""
+    check_settings(cfg)
     ensure_writable(cfg.paths.output_dir)
+    with run_dir_lock(cfg.paths.output_dir):
+        return _train(cfg, resolve_ckpt_path(cfg))
+
+
+def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
+    checkpoint = None
+    if ckpt_path and cfg.get("model") is not None:
+        checkpoint = RunCheckpoint.read(ckpt_path)
+        with open_dict(cfg):  # label the data in the checkpoint's class order
+            match_classes(cfg.data, ckpt_path, checkpoint.class_names)
     datamodule: VOCDataModule = hydra.utils.instantiate(cfg.data)
     if cfg.get("model") is None:
         log.info("no model chosen (model=...): checking the data only")
         return {f"images/{stage}": n for stage, n in check_data(datamodule).items()}
-    if cfg.get("ckpt_path"):
-        check_family(cfg.ckpt_path, cfg.model)
     model: pl.LightningModule = hydra.utils.instantiate(
         cfg.model, class_names=datamodule.class_names
     )
+    if checkpoint is not None:
+        checkpoint.check_fits(cfg.model, model, with_optimizer=cfg.train)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_all(cfg.get("logger"))
     callbacks = [*instantiate_all(cfg.get("callbacks")), RunConfigInCheckpoint(plain_cfg)]
@@ -64,7 +94,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[StagedCheckpointIO()],  # checkpoints staged beside themselves, not in TMPDIR
+        # checkpoints staged beside themselves (not in TMPDIR) and read back checked
+        plugins=[RunCheckpointIO()],
         # only the checkpoints of conf/callbacks (no default one from Lightning)
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
         enable_progress_bar=progress_bar_enabled(cfg.trainer.get("enable_progress_bar")),
@@ -72,11 +103,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(plain_cfg)
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if not cfg.test:
         return {k: float(v) for k, v in trainer.callback_metrics.items()}
-    ckpt_path = None if cfg.train else cfg.get("ckpt_path")
-    return test_and_write(trainer, model, datamodule, cfg.paths.output_dir, ckpt_path)["metrics"]
+    test_ckpt = None if cfg.train else ckpt_path
+    return test_and_write(trainer, model, datamodule, cfg.paths.output_dir, test_ckpt)["metrics"]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
