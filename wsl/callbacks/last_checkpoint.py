@@ -1,19 +1,26 @@
-"""``last.ckpt``: the newest state of a run, written atomically every N steps and at each
-epoch end, so a run killed at any moment (even ``kill -9``) resumes from it; what such a kill
-left half-written is removed at the next start."""
+"""``last.ckpt``: the newest state of a run, written atomically every N steps, at each epoch
+end and when the run is stopped by SIGTERM, so a run killed at any moment (even ``kill -9``)
+resumes from it; what such a kill left half-written is removed at the next start."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from wsl.checkpoint import remove_stale_partials
 
+log = logging.getLogger(__name__)
+
 
 class LastCheckpoint(pl.Callback):
-    """Save ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps and at epoch ends.
+    """Save ``<dirpath>/last.ckpt`` every ``every_n_train_steps`` steps, at epoch ends and on
+    SIGTERM while fitting (Lightning stops the loop between steps: the state saved is that of
+    the last finished step, and resuming continues from it).
 
     The checkpoint is written to a temporary file beside it and renamed into place, so
     ``last.ckpt`` is always complete. Resume with ``ckpt_path=<dirpath>/last.ckpt``. At the
@@ -47,3 +54,11 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+            self.save(trainer)
+            if trainer.is_global_zero:
+                log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)

@@ -77,11 +77,13 @@ def write_run_report(
     title: str | None = None,
     max_pictures: int = 12,
     failure: str | None = None,
+    stopped: str | None = None,
 ) -> Path:
     """Write ``<run_dir>/report.html`` (atomically) and its ``report_files/``; return its path.
 
     ``report_files/`` is rebuilt from scratch. ``title`` defaults to :func:`default_title`.
-    ``failure``: why the run failed, shown at the top of the page.
+    ``failure``: why the run failed; ``stopped``: why it was stopped (a signal) and how to
+    resume; either is shown at the top of the page.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -102,6 +104,9 @@ def write_run_report(
     nav = "".join(f'<a href="#{anchor}">{escape(heading)}</a>' for anchor, heading, _ in sections)
     made = f"{run_dir.resolve()} · report made {datetime.now():%Y-%m-%d %H:%M}"
     failed = f'<p class="failed">The run failed: {escape(failure)}</p>\n' if failure else ""
+    if stopped:
+        failed += f'<p class="failed">The run was stopped: {escape(stopped)}</p>\n'
+
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>\n"
@@ -115,12 +120,15 @@ def write_run_report(
     return path
 
 
-def report_finished_run(run_dir: str | Path, failure: str | None = None) -> Path | None:
+def report_finished_run(
+    run_dir: str | Path, failure: str | None = None, stopped: str | None = None
+) -> Path | None:
     """Write the run's report from global rank 0 when its directory exists (also after a
-    crash, so the report shows what the run left, and ``failure``: why); ``None`` elsewhere."""
+    crash or a stop, so the report shows what the run left, and ``failure`` or ``stopped``:
+    why); ``None`` elsewhere."""
     if rank_zero_only.rank != 0 or not Path(run_dir).is_dir():
         return None
-    path = write_run_report(run_dir, failure=failure)
+    path = write_run_report(run_dir, failure=failure, stopped=stopped)
     log.info("report: %s", path)
     return path
 

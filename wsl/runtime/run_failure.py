@@ -1,11 +1,19 @@
-"""How a command ends when it fails: the reason in its log and report, and for an error the
-user can fix, one clear line instead of a traceback.
+"""How a command ends when it fails or is stopped: the reason in its log and report, and for an
+error the user can fix, one clear line instead of a traceback.
 
-Errors the user can fix are the project's own, each naming the file and the problem:
-:class:`~wsl.data.bad_input.DataError` (data), :class:`~wsl.checkpoint.CheckpointError` and
-:class:`~wsl.runtime.run_dir.RunDirError`. For them a single run logs one ``ERROR`` line and exits
-with status 1; ``HYDRA_FULL_ERROR=1`` keeps the traceback (as Hydra does for every other error). In
-a sweep (``-m``) the error is raised as usual, so Hydra records the job as failed and goes on.
+Errors the user can fix are the project's own, each naming the file (or the setting) and the
+problem: :class:`~wsl.data.bad_input.DataError` (data), :class:`~wsl.checkpoint.CheckpointError`,
+:class:`~wsl.runtime.run_dir.RunDirError` and :class:`~wsl.runtime.settings.SettingError`. For
+them a single run logs one ``ERROR`` line and exits with status 1; ``HYDRA_FULL_ERROR=1`` keeps
+the traceback (as Hydra does for every other error). In a sweep (``-m``) the error is raised as
+usual, so Hydra records the job as failed and goes on.
+
+SIGTERM (what SLURM and most schedulers send before a kill) during training or testing reaches
+here as Lightning's ``SIGTERMException``, after
+:class:`~wsl.callbacks.last_checkpoint.LastCheckpoint` saved the current step: the log and the
+report say the run was stopped and how to resume, and the process exits with status 143
+(128 + SIGTERM, what a shell reports for a process killed by it), never 0, so the scheduler
+does not count the run as done.
 """
 
 from __future__ import annotations
@@ -19,15 +27,18 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from wsl.checkpoint import CheckpointError
 from wsl.data.bad_input import DataError
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.run_dir import RunDirError
+from wsl.runtime.settings import SettingError
 
 log = logging.getLogger(__name__)
 
-USER_ERRORS = (DataError, CheckpointError, RunDirError)
+USER_ERRORS = (DataError, CheckpointError, RunDirError, SettingError)
+SIGTERM_EXIT_STATUS = 143  # 128 + SIGTERM (15)
 
 
 def _single_run() -> bool:
@@ -35,10 +46,10 @@ def _single_run() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
-def _report(run_dir: str | Path, failure: str | None) -> None:
+def _report(run_dir: str | Path, failure: str | None, stopped: str | None = None) -> None:
     """The run's report; a report that cannot be written must not hide why the run failed."""
     try:
-        report_finished_run(run_dir, failure=failure)
+        report_finished_run(run_dir, failure=failure, stopped=stopped)
     except OSError as error:
         log.warning("could not write the run's report: %s", error)
 
@@ -49,6 +60,18 @@ def reported_run(run_dir: str | Path, report: bool = True) -> Iterator[None]:
     the run failed if it did, and end a single run on a user error with one line."""
     try:
         yield
+    except SIGTERMException:
+        checkpoint = Path(run_dir) / "checkpoints" / "last.ckpt"
+        stopped = (
+            f"stopped by SIGTERM; resume with ckpt_path={checkpoint} (or ckpt_path=last "
+            f"hydra.run.dir={run_dir})"
+            if checkpoint.is_file()
+            else "stopped by SIGTERM (no training state to save: run the command again)"
+        )
+        log.error("%s", stopped)
+        if report:
+            _report(run_dir, None, stopped=stopped)
+        sys.exit(SIGTERM_EXIT_STATUS)
     except USER_ERRORS as error:
         log.error("%s", error)
         if report and not isinstance(error, RunDirError):
