@@ -21,6 +21,8 @@ from wsl.drawing import PALETTE, draw_boxes, save_png
 from wsl.loggers.images import log_image
 from wsl.runtime.console import quiet_console
 from wsl.runtime.instantiate import instantiate_all
+from wsl.runtime.run_failure import reported_run
+from wsl.runtime.settings import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def inspect(cfg: DictConfig) -> dict[str, Path]:
     datamodule: VOCProposalsDataModule = hydra.utils.instantiate(cfg.data)
     index = datamodule.build_index(cfg.split)
     if not 0 <= cfg.index < len(index):
-        raise IndexError(
+        raise SettingError(
             f"index={cfg.index} is out of range: split {cfg.split!r} of {index.voc_dir} "
             f"has {len(index)} images (0..{len(index) - 1})"
         )
@@ -82,7 +84,8 @@ def inspect(cfg: DictConfig) -> dict[str, Path]:
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.inspect``."""
     quiet_console()
-    inspect(cfg)
+    with reported_run(cfg.paths.output_dir, report=False):
+        inspect(cfg)
 
 
 if __name__ == "__main__":

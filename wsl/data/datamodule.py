@@ -167,7 +167,7 @@ class VOCDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self.dataset(self.splits["fit"], train=True)
+            warn_unlearnable_classes(self.dataset(self.splits["fit"], train=True).index)
             self.dataset(self.splits["validate"])
         if stage == "validate":
             self.dataset(self.splits["validate"])
@@ -194,6 +194,22 @@ class VOCDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset(self.splits["test"]), shuffle=False)
+
+
+def warn_unlearnable_classes(index: VOCIndex) -> list[str]:
+    """Warn once, naming them, about the classes no image of the training split ``index`` is
+    labelled positive for (the model cannot learn them); return them."""
+    positives = sum(
+        ((record.labels > 0) & (record.label_weights > 0)).astype(int) for record in index.records
+    )
+    missing = [name for name, count in zip(index.classes, positives, strict=True) if count == 0]
+    if missing:
+        log.warning(
+            "%s: no image of training split %r is positive for %s: the model cannot learn %s "
+            "(check the class list and the labels)",
+            index.voc_dir, index.split, ", ".join(missing), "it" if len(missing) == 1 else "them",
+        )  # fmt: skip
+    return missing
 
 
 class VOCImageLabelsDataModule(VOCDataModule):
