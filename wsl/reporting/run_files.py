@@ -33,18 +33,34 @@ def natural_key(path: Path) -> list[str | int]:
 ABSENT = object()
 
 
+ENV_READ = re.compile(r"\$\{oc\.env:\s*([^,}\s]+)")
+OWN_VARIABLES = "WSL_"  # the environment variables wsl's own configs read (WSL_ROOT)
+
+
+def foreign_variables(config: DictConfig) -> list[str]:
+    """The environment variables ``config`` reads (``${oc.env:NAME}``) that are not wsl's."""
+    text = OmegaConf.to_yaml(config, resolve=False)
+    return sorted({n for n in ENV_READ.findall(text) if not n.startswith(OWN_VARIABLES)})
+
+
 def setting(config: DictConfig, key: str) -> tuple[Any, bool]:
     """``key``'s value and whether it was resolved (else it is shown as written), or
-    ``ABSENT``. Interpolations resolve at report time (``oc.env`` reads this environment)."""
+    ``ABSENT``. Interpolations resolve at report time, unless the config reads environment
+    variables other than wsl's (:func:`foreign_variables`): a report shows the config of a
+    run, never the environment of whoever writes the report."""
+    raw: Any = OmegaConf.to_container(config, resolve=False)
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return ABSENT, True
+        raw = raw[part]
+    if foreign_variables(config):
+        return raw, False
     try:
         value = OmegaConf.select(config, key, default=ABSENT)
         if isinstance(value, Container):
             value = OmegaConf.to_container(value, resolve=True)
         return value, True
     except OmegaConfBaseException:
-        raw = OmegaConf.to_container(config, resolve=False)
-        for part in key.split("."):
-            raw = raw[part]
         return raw, False
 
 

@@ -55,7 +55,12 @@ def read_job(job_dir: Path) -> JobResult:
     result = JobResult(int(job_dir.name))
     overrides_path = job_dir / ".hydra" / "overrides.yaml"
     if overrides_path.is_file():
-        for override in yaml.safe_load(overrides_path.read_text()) or []:
+        try:  # safe_load: a python/... tag in a job's file is refused, never constructed
+            overrides = yaml.safe_load(overrides_path.read_text()) or []
+        except yaml.YAMLError as error:
+            result.status = f"failed: unreadable .hydra/overrides.yaml ({type(error).__name__})"
+            return result
+        for override in overrides if isinstance(overrides, list) else []:
             key, _, value = str(override).partition("=")
             result.overrides[key] = value
     metrics_path = job_dir / "metrics.json"
