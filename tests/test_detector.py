@@ -44,14 +44,6 @@ def check_inside(found: Detections, width: int, height: int) -> None:
     assert (y1 >= 0).all() and (y1 <= y2).all() and (y2 <= height - 1).all()
 
 
-@pytest.fixture(scope="module")
-def localizer_ckpt(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_checkpoint(
-        generated_root, tmp_path_factory.mktemp("detector_localizer"), "experiment=localizer_demo",
-        "callbacks.heatmaps.num_train_images=0", "callbacks.heatmaps.num_final_images=0",
-    )  # fmt: skip
-
-
 def test_importing_wsl_is_cheap_and_load_is_there() -> None:
     code = "import sys, wsl; assert 'torch' not in sys.modules; print(wsl.__all__)"
     result = subprocess.run(

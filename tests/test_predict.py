@@ -62,13 +62,12 @@ def check_boxes(entry: dict[str, Any], threshold: float, max_boxes: int) -> None
 
 
 @pytest.fixture(scope="module")
-def localizer_run(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def localizer_run(
+    localizer_ckpt: Path, generated_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     """``python -m wsl.predict`` with a Localizer checkpoint on a mixed folder."""
     tmp = tmp_path_factory.mktemp("predict_localizer")
-    ckpt = train_checkpoint(
-        generated_root, tmp / "train", "experiment=localizer_demo",
-        "callbacks.heatmaps.num_train_images=0", "callbacks.heatmaps.num_final_images=0",
-    )  # fmt: skip
+    ckpt = localizer_ckpt
     folder = image_folder(generated_root, tmp / "images", ["000001", "000002"])
     out = tmp / "predicted"
     result = subprocess.run(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -188,3 +194,94 @@ def test_exif_orientation_is_ignored(tmp_path: Path) -> None:
     (proposals,) = SelectiveSearchProposals(workers=1, progress=False).load_paths([path])
     assert_inside(proposals.boxes)
     assert [0, 0, WIDTH - 1, HEIGHT - 1] in proposals.boxes.tolist()
+
+
+# --- workers end with their parent ---------------------------------------------------------------
+
+SEARCH_SCRIPT = """
+import sys
+from pathlib import Path
+from wsl.data.selective_search import SelectiveSearchProposals
+search = SelectiveSearchProposals(mode="quality", workers=2, max_side=None, progress=False)
+search.load_paths([Path(p) for p in sys.argv[1:]])
+"""
+
+
+def live_children(pid: int) -> list[int]:
+    """The PIDs of the living (not zombie) processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat_file.read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:  # ended meanwhile
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def proc_file(pid: int, name: str) -> str:
+    """``/proc/<pid>/<name>``; empty once the process has ended."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used; 0 once it has ended."""
+    stat = proc_file(pid, "stat")
+    if not stat:
+        return 0.0
+    utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    stat = proc_file(pid, "stat")
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of the process running selective search on 2 workers ends its workers too,
+    in the middle of an image (each would otherwise finish it, about 9 s here, then wait
+    forever)."""
+    noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    paths = [tmp_path / f"{i}.jpg" for i in range(4)]
+    for path in paths:
+        cv2.imwrite(str(path), noise)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SEARCH_SCRIPT, *map(str, paths)],
+        cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+
+        def searching() -> bool:  # two workers, each past its start (~0.5 s of CPU)
+            workers[:] = [
+                pid
+                for pid in live_children(parent.pid)
+                if "spawn_main" in proc_file(pid, "cmdline")
+            ]
+            return len(workers) == 2 and min(map(cpu_seconds, workers)) > 2.0
+
+        assert wait_for(searching, timeout=30), parent.stderr.read() if parent.poll() else ""
+        parent.kill()
+        parent.wait()
+        assert wait_for(lambda: not any(map(alive, workers)), timeout=5), workers
+    finally:
+        parent.kill()
+        for pid in filter(alive, workers):
+            os.kill(pid, signal.SIGKILL)

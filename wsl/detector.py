@@ -3,7 +3,8 @@
 The per-image pipeline is shared with ``python -m wsl.predict``: the checkpoint's run config
 rebuilds the model and its eval transform; the Localizer reads boxes off the heatmaps of its
 predicted classes; WSDDN scores region proposals (given, or selective search computed on the
-image). Boxes come back in 0-based inclusive pixels of the image as given.
+image). Boxes come back in 0-based inclusive pixels of the image as given (files and PIL images
+turned upright by their EXIF orientation).
 
     import wsl
     detector = wsl.load("outputs/runs/train/wsddn_demo/<time>/checkpoints/last.ckpt")
@@ -22,16 +23,18 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
-from torch import Tensor
+from PIL import Image, ImageOps
+from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.checkpoint import RunCheckpoint
+from wsl.data.bad_input import DataError
+from wsl.data.images import read_upright_rgb
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import selective_search
 from wsl.data.transforms import build_transform
-from wsl.data.voc import read_rgb
+from wsl.models.backbones import spatial_size
 from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
 from wsl.training.base_module import WSLModule
 
@@ -129,24 +132,103 @@ def model_predictor(
 
 
 ImageInput = str | Path | Image.Image | Tensor
+ACCEPTED = (
+    "an image file path, a PIL image, a uint8 3xHxW RGB tensor (0..255) or a float 3xHxW RGB "
+    "tensor in [0, 1]"
+)
 
 
-def as_uint8_image(image: ImageInput) -> Tensor:
-    """A uint8 3xHxW RGB tensor of a file path, a PIL image or a tensor (3xHxW, uint8 or
-    float in [0, 1])."""
+def as_uint8_image(image: ImageInput, name: str = "image") -> Tensor:
+    """A uint8 3xHxW RGB tensor of one of :data:`ACCEPTED`, H and W at least 1: a file or a PIL
+    image turned upright by its EXIF orientation (:func:`PIL.ImageOps.exif_transpose`). Anything
+    else is refused in one line naming ``name``: a :class:`ValueError` (:class:`DataError` for a
+    file), a :class:`TypeError` for another type."""
     if isinstance(image, str | Path):
-        return pil_to_tensor(read_rgb(Path(image)))
+        return pil_to_tensor(read_upright_rgb(Path(image))[0])
     if isinstance(image, Image.Image):
-        return pil_to_tensor(image.convert("RGB"))
-    if isinstance(image, Tensor):
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f"an image tensor must be 3xHxW (RGB), got {tuple(image.shape)}")
-        if image.dtype == torch.uint8:
-            return image.cpu()
-        if image.is_floating_point():
-            return (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-        raise ValueError(f"an image tensor must be uint8 or float in [0, 1], not {image.dtype}")
-    raise TypeError(f"cannot read an image from a {type(image).__name__}")
+        if image.width < 1 or image.height < 1:
+            raise ValueError(
+                f"{name}: a PIL image of {image.width}x{image.height} pixels; an image needs at "
+                "least 1x1 pixels"
+            )
+        return pil_to_tensor(ImageOps.exif_transpose(image).convert("RGB"))
+    if not isinstance(image, Tensor):
+        hint = " (an HxWx3 array: torch.from_numpy(array).permute(2, 0, 1))"
+        raise TypeError(
+            f"{name}: cannot read an image from a {type(image).__name__}; give {ACCEPTED}"
+            + (hint if isinstance(image, np.ndarray) else "")
+        )
+    shape = tuple(image.shape)
+    if image.ndim != 3 or shape[0] != 3:
+        hint = ""
+        if image.ndim == 4:
+            hint = "; give a batch as a list of 3xHxW tensors (list(batch))"
+        elif image.ndim == 3 and shape[-1] == 3:
+            hint = "; move channels first (image.permute(2, 0, 1))"
+        raise ValueError(f"{name}: an image tensor must be 3xHxW (RGB), got {shape}{hint}")
+    if image.numel() == 0:
+        raise ValueError(
+            f"{name}: a {'x'.join(map(str, shape))} tensor has no pixels; an image needs at "
+            "least 1x1 pixels"
+        )
+    if image.dtype == torch.uint8:
+        return image.cpu()
+    if not image.is_floating_point():
+        raise ValueError(
+            f"{name}: an image tensor must be uint8 (0..255) or floating point in [0, 1], got "
+            f"{image.dtype}; convert 0..255 values with .to(torch.uint8)"
+        )
+    image = image.detach().cpu()
+    bad = int((~torch.isfinite(image)).sum())
+    if bad:
+        raise ValueError(
+            f"{name}: a float tensor must hold finite values in [0, 1], found {bad} NaN or "
+            "infinite values"
+        )
+    low, high = image.min(), image.max()
+    if low < 0:
+        raise ValueError(
+            f"{name}: a float tensor must hold values in [0, 1], found min {_shown(low)}; give "
+            "the image before normalization (the model normalizes it)"
+        )
+    if high > 1:
+        raise ValueError(
+            f"{name}: a float tensor must hold values in [0, 1], found max {_shown(high)}; "
+            "divide uint8-range values by 255 or pass a uint8 tensor"
+        )
+    return (image * 255).round().to(torch.uint8)
+
+
+def _shown(value: Tensor) -> str:
+    """A float scalar as its own precision writes it (float32 -2.1 as ``-2.1``, not
+    ``-2.0999999046325684``)."""
+    return str(value.numpy() if value.dtype == torch.float64 else value.float().numpy())
+
+
+def check_network_input(
+    transform: Callable, module: nn.Module, size: tuple[int, int], name: str | Path
+) -> None:
+    """Refuse, with a :class:`DataError` naming ``name``, an image of ``size`` (height, width)
+    that the eval ``transform`` resizes to less than the network takes: no pixel left, or too
+    few for the convolutions and max-pools of ``module.net`` (in registration order, as the
+    Localizer's ``score_map_size`` counts them) to leave a map. Only a very elongated image is:
+    the ``shortest_side`` resize caps its longer side (``max_size``)."""
+    canvas = tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=size)
+    height, width = transform({"boxes": canvas})["boxes"].canvas_size  # the size, no pixels
+    net = getattr(module, "net", None)
+    try:
+        fits = min(height, width) >= 1 and (
+            not isinstance(net, nn.Module) or spatial_size(net, min(height, width)) > 0
+        )
+    except ValueError:  # spatial_size: a layer leaves no map
+        fits = False
+    if not fits:
+        raise DataError(
+            name,
+            f"{size[1]}x{size[0]} pixels is too elongated for this model: its eval transform "
+            f"resizes it to {width}x{height}, smaller than its network takes; crop the image "
+            "or pad it nearer to a square",
+        )
 
 
 @dataclass(frozen=True)
@@ -199,15 +281,29 @@ class Detector:
         images: ImageInput | Sequence[ImageInput],
         proposals: Sequence[Any] | None = None,
     ) -> list[Detections]:
-        """The detections of each image (one image or a list: paths, PIL images, tensors).
+        """The detections of each image (one image or a list).
 
-        WSDDN scores ``proposals`` (one (K, 4) array of 0-based inclusive x1, y1, x2, y2
-        boxes per image) filtered as in its training run; without them, selective search is
+        Accepted images: the path of an image file (a regular file) or a PIL image, both
+        turned upright by their EXIF orientation (:func:`PIL.ImageOps.exif_transpose`, as
+        phones and photo viewers show them); a ``uint8`` 3xHxW RGB tensor (0..255); a
+        floating-point 3xHxW RGB tensor whose every value is finite and in [0, 1]. H and W
+        are at least 1, and an image may not be so elongated that the model's eval transform
+        leaves its network too few pixels. Any other input is refused before any work with one
+        line naming it (``image <i>`` or its path): a :class:`ValueError` (:class:`DataError`
+        for a file or a too elongated image), a :class:`TypeError` for another type.
+
+        Boxes are 0-based inclusive pixels of each image as given (upright). WSDDN scores
+        ``proposals`` (one (K, 4) array of 0-based inclusive x1, y1, x2, y2 boxes per image,
+        in those pixels) filtered as in its training run; without them, selective search is
         computed on each image. The Localizer ignores ``proposals``.
         """
         if isinstance(images, str | Path | Image.Image | Tensor):
             images = [images]
-        tensors = [as_uint8_image(image) for image in images]
+        tensors = []
+        for i, image in enumerate(images):
+            name = str(image) if isinstance(image, str | Path) else f"image {i}"
+            tensors.append(as_uint8_image(image, name))
+            check_network_input(self.transform, self.module, tuple(tensors[-1].shape[1:]), name)
         if proposals is not None and len(proposals) != len(tensors):
             raise ValueError(f"{len(proposals)} proposal sets for {len(tensors)} images")
         found = None

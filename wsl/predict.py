@@ -2,15 +2,19 @@
 
 The checkpoint holds its run's config, so the model (Localizer or WSDDN) and the eval transform
 are rebuilt as trained. ``input`` is one image or a folder, whose files are taken in name order
-(not its subfolders); files without an image extension (:data:`IMAGE_SUFFIXES`) are skipped with
-a message. The Localizer reads boxes off the heatmaps of its predicted classes (image score
+(not its subfolders); entries that are not regular files (subfolders, named pipes, sockets,
+devices, broken links: never opened, a named pipe would wait forever) or lack an image extension
+(:data:`IMAGE_SUFFIXES`) are skipped, each with a warning, then one warning with their count.
+Images are read upright: turned as their EXIF orientation says (as phones and photo viewers show
+them, :func:`~wsl.data.images.read_upright_rgb`); proposals found on the stored pixels are turned
+with them. The Localizer reads boxes off the heatmaps of its predicted classes (image score
 >= ``class_threshold``, or the best class when none is); WSDDN scores the proposals of the
 method ``proposals._target_`` names (default: selective search computed for the images, cached
 under ``proposals.cache_dir``), filtered as in its run.
 
 Images whose longer side is above ``max_size`` are downscaled to it first (read, predicted and
 drawn at that size, which keeps a 9000x9000 photo to seconds and its pictures small); boxes are
-still reported in pixels of the image on disk.
+still reported in pixels of the full-size image.
 
 Written to ``output_dir`` (default: the run directory), which may not be the folder the images
 are read from (a picture could replace an input image; refused with :class:`OutputDirError`):
@@ -20,12 +24,14 @@ are read from (a picture could replace an input image; refused with :class:`Outp
   sharing a stem (``photo.jpg``, ``photo.png``) use their whole name (``photo.jpg.png``);
 - ``detections.json``: ``{"checkpoint", "images": {file name: {"width", "height",
   "detections": [{"class", "score", "box": [x1, y1, x2, y2]}], "class_scores" (Localizer),
-  "pictures"}}, "skipped": {file name: why}, "failed": {file name: problem}}``; boxes are
-  0-based inclusive pixels of the image on disk (rounded to 0.01: WSDDN's are proposals scaled
-  to the network input and back), best first, scoring at least ``score_threshold``, at most
-  ``max_boxes`` per image; scores at full precision.
+  "pictures"}}, "skipped": {file name: why}, "failed": {file name: problem}}``; width, height
+  and boxes are those of the upright image at full size, boxes in 0-based inclusive pixels
+  (rounded to 0.01: WSDDN's are proposals scaled to the network input and back), best first,
+  scoring at least ``score_threshold``, at most ``max_boxes`` per image; scores at full
+  precision.
 
-An image that cannot be decoded is reported (one line naming the file and the problem) and
+An image that cannot be decoded, or that the model's eval transform would shrink below what its
+network takes (a very elongated one), is reported (one line naming the file and the problem) and
 listed under ``failed``; the other images are still predicted and everything is written, then
 the command exits with status 1. It exits with 0 when every image was predicted.
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections import Counter
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
@@ -49,11 +57,13 @@ from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
+from wsl.data.images import file_kind, read_upright_rgb
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.transforms import build_transform
-from wsl.data.voc import ProposalProvider, read_rgb
+from wsl.data.voc import ProposalProvider
 from wsl.detector import (
     Prediction,
+    check_network_input,
     load_model,
     model_predictor,
     resolve_device,
@@ -87,16 +97,37 @@ def check_output_dir(output_dir: Path, input_path: Path) -> None:
         )
 
 
-def read_image(path: Path, max_size: int | None) -> tuple[Tensor, tuple[int, int]]:
-    """The image at ``path`` as ``uint8 3xHxW``, downscaled so that its longer side is at most
-    ``max_size`` (``None``: as on disk), and its ``(height, width)`` on disk."""
-    image = read_rgb(path)
+def read_image(path: Path, max_size: int | None) -> tuple[Tensor, tuple[int, int], int]:
+    """The image at ``path`` upright (:func:`~wsl.data.images.read_upright_rgb`) as
+    ``uint8 3xHxW``, downscaled so that its longer side is at most ``max_size`` (``None``: full
+    size); its upright ``(height, width)`` at full size; the EXIF orientation it was turned by."""
+    image, orientation = read_upright_rgb(path)
     on_disk = (image.height, image.width)
     if max_size is not None and max(on_disk) > max_size:
         scale = max_size / max(on_disk)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return pil_to_tensor(image), on_disk
+    return pil_to_tensor(image), on_disk, orientation
+
+
+def upright_boxes(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
+    """Inclusive ``x1, y1, x2, y2`` boxes of a stored ``width`` x ``height`` image, moved onto
+    the image turned upright by EXIF ``orientation`` as :func:`PIL.ImageOps.exif_transpose` turns
+    it (EXIF 2.32 tag 0x0112: 2 mirrored left-right, 3 rotated 180°, 4 mirrored top-bottom,
+    5 transposed, 6 rotated 90° clockwise, 7 transversed, 8 rotated 90° counter-clockwise)."""
+    x1, y1, x2, y2 = boxes.T
+    w, h = width - 1, height - 1
+    turned = {
+        1: (x1, y1, x2, y2),
+        2: (w - x2, y1, w - x1, y2),
+        3: (w - x2, h - y2, w - x1, h - y1),
+        4: (x1, h - y2, x2, h - y1),
+        5: (y1, x1, y2, x2),
+        6: (h - y2, x1, h - y1, x2),
+        7: (h - y2, w - x2, h - y1, w - x1),
+        8: (y1, w - x2, y2, w - x1),
+    }[orientation]
+    return np.stack(turned, axis=1).astype(boxes.dtype)
 
 
 def picture_stems(images: list[Path]) -> dict[Path, str]:
@@ -109,17 +140,21 @@ def picture_stems(images: list[Path]) -> dict[Path, str]:
 
 def find_images(path: Path) -> tuple[list[Path], dict[str, str]]:
     """The image files at ``path`` (a file, or a folder's files in name order) and the entries
-    skipped (name -> why)."""
+    skipped (name -> why). Only regular files are taken; nothing is opened here."""
     if path.is_dir():
         entries = sorted(path.iterdir())
-    elif path.is_file():
-        entries = [path]
-    else:
+    elif not os.path.lexists(path):
         raise DataError(path, "no such file or folder (input=...)")
+    elif (kind := file_kind(path)) is not None:
+        raise DataError(path, f"{kind}, not an image file or a folder (input=...)")
+    else:
+        entries = [path]
     images, skipped = [], {}
     for entry in entries:
         if entry.is_dir():
             skipped[entry.name] = "a folder (subfolders are not searched)"
+        elif (kind := file_kind(entry)) is not None:
+            skipped[entry.name] = f"{kind}, not a regular file (never opened)"
         elif entry.suffix.lower() not in IMAGE_SUFFIXES:
             skipped[entry.name] = f"not an image file (extension not in {' '.join(IMAGE_SUFFIXES)})"
         else:
@@ -220,6 +255,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     output_dir = ensure_writable(cfg.output_dir)
     for name, why in skipped.items():
         log.warning("skipped %s: %s", name, why)
+    if skipped:
+        log.warning(
+            "skipped %d of %d entries of %s (listed under 'skipped' in %s)",
+            len(skipped), len(skipped) + len(images), cfg.input, DETECTIONS_FILE,
+        )  # fmt: skip
     if not images:
         raise DataError(cfg.input, f"no image files ({' '.join(IMAGE_SUFFIXES)})")
     module, run_cfg = load_model(cfg.ckpt_path, resolve_device(cfg.device))
@@ -241,7 +281,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             try:
                 if path in errors:  # its proposals could not be computed
                     raise errors[path]
-                image, on_disk = read_image(path, cfg.max_size)
+                image, on_disk, orientation = read_image(path, cfg.max_size)
+                check_network_input(transform, module, (image.shape[1], image.shape[2]), path)
+                if proposals is not None and orientation != 1:  # found on the stored pixels
+                    stored = on_disk if orientation < 5 else on_disk[::-1]  # (height, width)
+                    found = proposals[path]
+                    turned = upright_boxes(found.boxes, orientation, stored[1], stored[0])
+                    proposals[path] = Proposals(turned, found.scores)  # what predictor reads
                 prediction = predictor(path, image, on_disk).top(cfg.score_threshold, cfg.max_boxes)
             except DataError as error:
                 errors[path] = error
@@ -251,7 +297,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             if size != on_disk:
                 log.info(
                     "%s: %dx%d pixels, predicted and drawn at %dx%d (max_size=%d); boxes are "
-                    "in pixels of the image on disk",
+                    "in pixels of the full-size image",
                     path.name, on_disk[1], on_disk[0], size[1], size[0], cfg.max_size,
                 )  # fmt: skip
             boxes = boxes_to_original(prediction.boxes, size, on_disk)

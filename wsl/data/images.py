@@ -1,5 +1,10 @@
 """Image files: decode to 8-bit RGB, and check a VOC image at setup (strictly for JPEGs).
 
+Data sets are read as stored (:func:`read_rgb`): their boxes are on the stored pixel array.
+Images from users (``wsl.predict``, ``Detector.detect``) are read upright
+(:func:`read_upright_rgb`): turned as their EXIF orientation says, as phones and photo viewers
+show them.
+
 PIL decodes for training (:func:`read_rgb`), but libjpeg inside PIL swallows its
 warnings, so a truncated JPEG with an end-of-image marker appended, or one whose scan
 data were overwritten, decodes to half garbage without a word. :func:`check_image`
@@ -12,6 +17,7 @@ extraneous bytes before marker"), so ``stderr`` is captured around the decode.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from wsl.data.bad_input import DataError
 
@@ -28,6 +34,14 @@ _JPEG_END = b"\xff\xd9"
 _JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera's JPEG with extra pictures appended
 # Integer modes PIL gives 16-bit images; ``convert("RGB")`` would clip them to 255.
 _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+MISSING = "no such file"
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
@@ -47,14 +61,56 @@ def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Decode an image file to 8-bit RGB, or raise :class:`DataError` naming it.
+    """Decode an image file to 8-bit RGB, as stored (EXIF orientation ignored), or raise
+    :class:`DataError` naming it.
 
     16-bit images (PNG/TIFF modes ``I;16``, ``I``) are scaled by their bit depth, not
     clipped (PIL's own ``convert("RGB")`` turns them all white).
     """
+    return _decode(path, upright=False)[0]
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 to 8) that :func:`PIL.ImageOps.exif_transpose` turns ``image``
+    by: 1 (as stored) when it has none or an invalid one."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def file_kind(path: Path) -> str | None:
+    """``None`` for a regular file (or a link to one); else what ``path`` is, without opening it
+    (reading a named pipe would wait for a writer forever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a broken link" if path.is_symlink() else MISSING
+    except OSError as error:
+        return f"not readable ({error.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def read_upright_rgb(path: Path) -> tuple[Image.Image, int]:
+    """Decode an image file to 8-bit RGB turned upright by its EXIF orientation (with
+    :func:`PIL.ImageOps.exif_transpose`), and that orientation (:func:`exif_orientation`), or
+    raise :class:`DataError` naming it. Only regular files are opened."""
+    kind = file_kind(path)
+    if kind == MISSING:
+        raise DataError(path, MISSING)
+    if kind is not None:
+        raise DataError(path, f"{kind}, not an image file: give a regular image file")
+    return _decode(path, upright=True)
+
+
+def _decode(path: Path, upright: bool) -> tuple[Image.Image, int]:
+    """The image at ``path`` in 8-bit RGB, turned upright if asked, and its orientation then
+    applied (1: as stored)."""
     try:
         with Image.open(path) as image:
-            return _to_8bit(image, path).convert("RGB")
+            orientation = exif_orientation(image) if upright else 1
+            turned = ImageOps.exif_transpose(image) if orientation != 1 else image
+            return _to_8bit(turned, path).convert("RGB"), orientation
     except DataError:
         raise
     except Exception as error:  # PIL raises many types for corrupt files

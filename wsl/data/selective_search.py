@@ -3,6 +3,9 @@
 The cache holds one ``.npy`` per image under ``<cache_dir>/<parameters>/<image sha1>.npy``,
 so a changed image or a changed parameter is computed again, and an unchanged one never
 is. Files are written atomically; an unreadable cache file is computed again.
+
+Worker processes end with the process that started them, even when it is killed (``kill -9``,
+the OOM killer): see :func:`_init_worker`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -33,6 +39,7 @@ _READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 # OpenCV ranks regions with libc's rand(); reseeding it before every image makes the order
 # the same whichever worker computes it and whatever it computed before.
 _LIBC = ctypes.CDLL(None)
+PR_SET_PDEATHSIG = 1  # prctl(2) option, <linux/prctl.h>
 
 
 def rects_to_boxes(
@@ -89,8 +96,29 @@ def _compute_and_cache(
     return boxes
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """Set up a worker process of ``parent``: one OpenCV thread, and death with its parent.
+
+    A killed parent tells its ``ProcessPoolExecutor`` workers nothing (each holds both ends of
+    the task queue, so none sees it close): they would finish their image and wait forever,
+    about 1 GB each. On Linux the kernel kills the worker when its parent dies (prctl(2)
+    ``PR_SET_PDEATHSIG`` with ``SIGKILL``; strictly when the parent's thread that started it
+    ends: the one waiting on the pool's results); elsewhere a daemon thread checks
+    ``os.getppid()`` every second. A parent that died before this ran is caught here.
+    """
     cv2.setNumThreads(1)  # one image per core; OpenCV's own threads would oversubscribe
+    prctl = getattr(_LIBC, "prctl", None)  # Linux only
+    if prctl is None or prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL)) != 0:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this process as soon as its parent is no longer ``parent`` (it died)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _read_cache(cache_file: Path) -> np.ndarray | None:
@@ -193,6 +221,7 @@ class SelectiveSearchProposals:
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),  # safe beside torch's threads
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         results = (pool.map if pool else map)(work, paths, cache_files)
         found = []
