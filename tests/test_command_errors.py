@@ -20,8 +20,9 @@ RUN_DIR_ERROR = "cannot write to the run directory"
 
 @pytest.mark.parametrize(
     ("module", "overrides"),
-    [("wsl.train", []), ("wsl.evaluate", ["ckpt_path=x.ckpt"]),
-     ("wsl.predict", ["ckpt_path=x.ckpt", "input=x.jpg"])],
+    [("wsl.train", []),  # the others share RunDirCheck (conf/hydra/default.yaml): slow
+     pytest.param("wsl.evaluate", ["ckpt_path=x.ckpt"], marks=pytest.mark.slow),
+     pytest.param("wsl.predict", ["ckpt_path=x.ckpt", "input=x.jpg"], marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_unwritable_run_dir_is_one_line(module: str, overrides: list[str], tmp_path: Path) -> None:
     blocker = tmp_path / "outputs"

@@ -56,7 +56,7 @@ def test_two_gloo_processes_match_one_process(generated_root: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     "common",
     [
-        LOCALIZER,
+        pytest.param(LOCALIZER, marks=pytest.mark.slow),  # 27 s; WSDDN's covers the gathering
         ("experiment=wsddn_demo", "callbacks=default", "data.test_split=trainval"),  # + CorLoc
     ],
 )

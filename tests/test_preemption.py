@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.test_config import compose_cfg
 from tests.test_resume import command, saved_step
 from wsl.checkpoint import CheckpointError, RunCheckpointIO
 from wsl.runtime.run_dir import RunDirError
 from wsl.runtime.run_lock import LOCK_NAME, run_dir_lock
+from wsl.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 6  # 24 generated trainval images in batches of 4
@@ -64,13 +66,14 @@ def test_sigterm_saves_the_step_exits_143_and_resumes(generated_root: Path, tmp_
     first = start(generated_root, run_dir, LONG)
     wait_mid_epoch(run_dir, first)
 
-    # A second run in the same directory is refused at once, naming it and the PID.
-    second = subprocess.run(command(generated_root, run_dir), cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
-    assert second.returncode == 1
-    errors = [line for line in second.stdout.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "Traceback" not in second.stdout + second.stderr
-    assert f"the run directory {run_dir} is in use by PID {first.pid} on" in errors[0]
+    # A second run in the same directory is refused at once, naming it and the PID (in this
+    # process: RunDirError is one line like any user error, tests/test_command_errors.py).
+    overrides = command(generated_root, run_dir)[3:]
+    with pytest.raises(RunDirError) as error:
+        train(compose_cfg("train", overrides, run_dir))
+    assert str(error.value).startswith(
+        f"the run directory {run_dir} is in use by PID {first.pid} on {socket.gethostname()}"
+    )
 
     signalled_at = wait_mid_epoch(run_dir, first, after=2)
     first.send_signal(signal.SIGTERM)
