@@ -72,6 +72,7 @@ def test_unsafe_or_foreign_files_are_refused_without_unsafe_advice(tmp_path: Pat
         read_checkpoint(tmp_path / "missing.ckpt")
 
 
+@pytest.mark.slow  # 12 s; the refusal itself: tests/test_resume_checks.py, in-process
 def test_checkpoint_of_another_family_says_so_in_one_line(
     localizer_ckpt: Path, generated_root: Path, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 from tests.conftest import CONF_DIR
 from tests.test_config import compose_cfg
 from wsl.checkpoint import load_run_config
-from wsl.predict import load_model, predict
+from wsl.predict import OutputDirError, load_model, predict
 from wsl.train import train
 
 CLASSES = ["circle", "square", "triangle", "cross"]  # the generated set's classes.txt
@@ -185,17 +185,21 @@ def test_output_dir_that_is_the_input_folder_is_refused(
 ) -> None:
     folder = tmp_path / "photos"
     originals = stem_folder(generated_root, folder)
-    for target in (folder, folder / "photo.jpg"):  # a folder, or one image in it
-        result = run_predict(
-            localizer_run["ckpt"], f"input={target}", f"output_dir={folder}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        )  # fmt: skip
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        errors = [line for line in result.stdout.splitlines() if "ERROR" in line]
-        assert len(errors) == 1
-        assert f"output_dir={folder} is the folder the images are read from" in errors[0]
-        assert {p.name: p.read_bytes() for p in folder.iterdir()} == originals
+    result = run_predict(
+        localizer_run["ckpt"], f"input={folder}", f"output_dir={folder}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stdout.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert f"output_dir={folder} is the folder the images are read from" in errors[0]
+    # One image of that folder: the same refusal (in this process; the line is the same).
+    overrides = [f"ckpt_path={localizer_run['ckpt']}", f"input={folder / 'photo.jpg'}",
+                 f"output_dir={folder}"]  # fmt: skip
+    with pytest.raises(OutputDirError, match="is the folder the images are read from"):
+        predict(compose_cfg("predict", overrides, tmp_path / "run2"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == originals
 
 
 def test_images_sharing_a_stem_get_their_own_pictures(

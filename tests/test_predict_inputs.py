@@ -32,7 +32,8 @@ from tests.test_predict import CLASSES, check_boxes, train_checkpoint
 from wsl.data.bad_input import DataError
 from wsl.data.images import read_upright_rgb
 from wsl.detector import Detections, Detector, as_uint8_image, load_model
-from wsl.predict import DETECTIONS_FILE, find_images, predict, upright_boxes
+from wsl.predict import DETECTIONS_FILE, find_images, predict
+from wsl.structures.boxes import upright_boxes
 
 SOURCE = "000001"  # a generated image, 125x117
 

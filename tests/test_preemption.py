@@ -24,7 +24,7 @@ from tests.test_resume import command, saved_step
 from wsl.checkpoint import CheckpointError, RunCheckpointIO
 from wsl.runtime.run_dir import RunDirError
 from wsl.runtime.run_lock import LOCK_NAME, run_dir_lock
-from wsl.train import train
+from wsl.train import resolve_ckpt_path, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 6  # 24 generated trainval images in batches of 4
@@ -207,3 +207,14 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(small_disk: P
     assert "inline_container" not in str(error.value)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no partial left
+
+
+def test_ckpt_path_last_is_the_run_directorys_or_a_fresh_start(tmp_path: Path) -> None:
+    cfg = compose_cfg("train", ["ckpt_path=last"], tmp_path)
+    assert resolve_ckpt_path(cfg) is None  # no last.ckpt yet: start from scratch
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resolve_ckpt_path(cfg) == str(last)
+    given = compose_cfg("train", ["ckpt_path=/elsewhere/x.ckpt"], tmp_path)
+    assert resolve_ckpt_path(given) == "/elsewhere/x.ckpt"

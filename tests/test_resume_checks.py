@@ -44,6 +44,18 @@ def test_resuming_with_another_optimizer_says_what_differs(
     assert str(error.value).startswith(f"{localizer_ckpt}: {said}")
 
 
+def test_another_family_is_named(
+    localizer_ckpt: Path, generated_root: Path, tmp_path: Path
+) -> None:
+    overrides = ["experiment=wsddn_demo", f"data.root={generated_root}", *QUICK[:3],
+                 f"ckpt_path={localizer_ckpt}", "train=false"]  # fmt: skip
+    with pytest.raises(CheckpointError) as error:
+        train(compose_cfg("train", overrides, tmp_path / "run"))
+    assert str(error.value).startswith(
+        f"{localizer_ckpt}: a LocalizerModule checkpoint, but the model chosen is a WSDDNModule"
+    )
+
+
 def test_another_network_names_the_weight_and_the_setting(
     localizer_ckpt: Path, generated_root: Path, tmp_path: Path
 ) -> None:

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
@@ -73,7 +72,7 @@ from wsl.runtime.atomic import atomic_path
 from wsl.runtime.console import quiet_console
 from wsl.runtime.run_dir import RunDirError, ensure_writable
 from wsl.runtime.run_failure import reported_run
-from wsl.structures.boxes import boxes_to_original
+from wsl.structures.boxes import boxes_to_original, upright_boxes
 from wsl.training.base_module import WSLModule
 
 log = logging.getLogger(__name__)
@@ -108,26 +107,6 @@ def read_image(path: Path, max_size: int | None) -> tuple[Tensor, tuple[int, int
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return pil_to_tensor(image), on_disk, orientation
-
-
-def upright_boxes(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
-    """Inclusive ``x1, y1, x2, y2`` boxes of a stored ``width`` x ``height`` image, moved onto
-    the image turned upright by EXIF ``orientation`` as :func:`PIL.ImageOps.exif_transpose` turns
-    it (EXIF 2.32 tag 0x0112: 2 mirrored left-right, 3 rotated 180°, 4 mirrored top-bottom,
-    5 transposed, 6 rotated 90° clockwise, 7 transversed, 8 rotated 90° counter-clockwise)."""
-    x1, y1, x2, y2 = boxes.T
-    w, h = width - 1, height - 1
-    turned = {
-        1: (x1, y1, x2, y2),
-        2: (w - x2, y1, w - x1, y2),
-        3: (w - x2, h - y2, w - x1, h - y1),
-        4: (x1, h - y2, x2, h - y1),
-        5: (y1, x1, y2, x2),
-        6: (h - y2, x1, h - y1, x2),
-        7: (h - y2, w - x2, h - y1, w - x1),
-        8: (y1, w - x2, y2, w - x1),
-    }[orientation]
-    return np.stack(turned, axis=1).astype(boxes.dtype)
 
 
 def picture_stems(images: list[Path]) -> dict[Path, str]:

@@ -5,6 +5,11 @@ Every object comes from the composed config with ``hydra.utils.instantiate``; se
 data (reads and checks every split) and reports what it found. After fitting, the model is
 tested on ``data.test_split`` and ``metrics.json`` / ``per_class.csv`` are written to the
 run directory, as ``python -m wsl.evaluate`` does.
+
+Before any work: the numeric settings are checked (:mod:`wsl.runtime.settings`) and the run
+directory is locked (:mod:`wsl.runtime.run_lock`). A ``ckpt_path`` (``last``: this run
+directory's ``last.ckpt``) is read checked (:class:`~wsl.checkpoint.RunCheckpoint`), the data
+labelled in its class order, and the config must fit it (:meth:`RunCheckpoint.check_fits`).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
+    """:func:`train` in its locked run directory, from ``ckpt_path`` (checked) if given."""
     pl.seed_everything(cfg.seed, workers=True)
     checkpoint = None
     if ckpt_path and cfg.get("model") is not None:

@@ -71,3 +71,23 @@ def voc_iou(boxes1: np.ndarray | Tensor, boxes2: np.ndarray | Tensor) -> np.ndar
     )
     inter = iw * ih
     return inter / (voc_area(a) + voc_area(b) - inter)
+
+
+def upright_boxes(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
+    """Inclusive ``x1, y1, x2, y2`` boxes of a stored ``width`` x ``height`` image, moved onto
+    the image turned upright by EXIF ``orientation`` as :func:`PIL.ImageOps.exif_transpose` turns
+    it (EXIF 2.32 tag 0x0112: 2 mirrored left-right, 3 rotated 180°, 4 mirrored top-bottom,
+    5 transposed, 6 rotated 90° clockwise, 7 transversed, 8 rotated 90° counter-clockwise)."""
+    x1, y1, x2, y2 = boxes.T
+    w, h = width - 1, height - 1
+    turned = {
+        1: (x1, y1, x2, y2),
+        2: (w - x2, y1, w - x1, y2),
+        3: (w - x2, h - y2, w - x1, h - y1),
+        4: (x1, h - y2, x2, h - y1),
+        5: (y1, x1, y2, x2),
+        6: (h - y2, x1, h - y1, x2),
+        7: (h - y2, w - x2, h - y1, w - x1),
+        8: (y1, w - x2, y2, w - x1),
+    }[orientation]
+    return np.stack(turned, axis=1).astype(boxes.dtype)
