@@ -236,7 +236,7 @@ def test_voc_experiments_compose_the_published_setups(
     assert cfg.model.net.backbone == backbone and cfg.model.net.weights == "imagenet"
     assert list(cfg.data.train_transform.scales) == train_scales and cfg.data.train_transform.flip
     assert list(cfg.model.tta.scales) == tta_scales and cfg.trainer.max_epochs == epochs
-    assert cfg.model.inference.nms_iou == 0.4
+    assert cfg.model.inference.nms_iou == 0.4 and cfg.model.mil_class_reduction == "sum"
     assert dict(cfg.model.optimizer) == {
         "_target_": "torch.optim.SGD", "lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-4,
     }  # fmt: skip

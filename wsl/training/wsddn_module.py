@@ -2,11 +2,13 @@
 
 **Loss.** Each step scores the batch's proposals (:class:`~wsl.models.wsddn.WSDDN`) and compares
 the image scores with the image labels by BCE. The objective is the MatConvNet original's, per
-image: BCE *summed* over classes (``wsddn_loss`` is a mean over N x C, so it is multiplied by
-C) plus ``spatial_reg_weight`` times the spatial regulariser, and *summed* over the batch's
-images, so that a batch of N images makes the step N single-image steps would (to first order):
-the original's (and the course's) batch of one image and learning rate (1e-5) carry over to any
-batch size. ``train/loss`` logs the per-image value (the objective divided by N).
+image: BCE *summed* over classes (``mil_class_reduction: sum``; ``wsddn_loss`` is a mean over
+N x C, so it is multiplied by C; ``mean``: averaged over the classes, as the refinement
+methods' code, see :class:`WSDDNModule`) plus ``spatial_reg_weight`` times the spatial
+regulariser, and *summed* over the batch's images, so that a batch of N images makes the step
+N single-image steps would (to first order): the original's (and the course's) batch of one
+image and learning rate (1e-5) carry over to any batch size. ``train/loss`` logs the per-image
+value (the objective divided by N).
 
 **Metrics.** Per epoch: the classification mAP of the image scores (``train/cls_mAP``,
 ``val/cls_mAP``); with ``val_detection``, the VOC detection mAP on the validation split
@@ -55,6 +57,7 @@ from wsl.training.base_module import WSLModule, build_net, eval_mode, ground_tru
 from wsl.training.detections import DetectionConfig, TTAConfig, region_detections, view_of_batch
 from wsl.training.loss_scale import sum_over_global_batch
 
+MIL_CLASS_REDUCTIONS = ("sum", "mean")  # of the per-image BCE over the classes
 RegionScorer = Callable[[WSDDNOutput], Tensor]  # a forward pass's output -> region scores (R, C)
 
 
@@ -77,6 +80,11 @@ class WSDDNModule(WSLModule):
             11-point ``det_mAP``.
         bias_weight_decay: apply the optimizer's weight decay to biases too (false: no decay
             on biases, as ``wsddn_init.m``).
+        mil_class_reduction: how the per-image BCE combines the C classes: ``sum``
+            (MatConvNet WSDDN, ``vl_nnloss`` summed over the classes) or ``mean`` (pcl.pytorch
+            ``lib/modeling/pcl_heads.py:84`` ``loss.mean()``; wetectron
+            ``modeling/roi_heads/weak_head/loss.py:89``; Caffe OICR's
+            ``multi_class_cross_entropy_loss_layer`` divides by the channel count).
         val_detection: compute the detection mAP of the validation split every epoch.
         max_nonfinite_steps: stop after this many NaN/inf losses in a row (each is skipped).
     """
@@ -96,7 +104,13 @@ class WSDDNModule(WSLModule):
         val_detection: bool = True,
         max_nonfinite_steps: int = 10,
         bias_weight_decay: bool = True,
+        mil_class_reduction: str = "sum",
     ) -> None:
+        if mil_class_reduction not in MIL_CLASS_REDUCTIONS:
+            raise ValueError(
+                f"model.mil_class_reduction must be one of {list(MIL_CLASS_REDUCTIONS)}: "
+                f"{mil_class_reduction!r}"
+            )
         super().__init__(
             class_names, optimizer, scheduler, bias_weight_decay, all_point_ap,
             max_nonfinite_steps=max_nonfinite_steps,
@@ -122,10 +136,12 @@ class WSDDNModule(WSLModule):
         return self(batch["image"], batch["proposals"], batch.get("proposal_scores"))
 
     def _bce(self, output: WSDDNOutput, batch: Mapping[str, Any]) -> Tensor:
-        """Per-image BCE summed over classes, averaged over the batch's images (float32)."""
+        """Per-image BCE summed or averaged over classes (``mil_class_reduction``), averaged
+        over the batch's images (float32)."""
         with torch.autocast(self.device.type, enabled=False):
             image_scores, labels = output.image_scores.float(), batch["labels"].float()
-            return labels.shape[1] * wsddn_loss(image_scores, labels, batch["label_weights"])
+            loss = wsddn_loss(image_scores, labels, batch["label_weights"])  # mean over N x C
+            return labels.shape[1] * loss if self.hparams.mil_class_reduction == "sum" else loss
 
     def _spatial_regulariser(self, output: WSDDNOutput, batch: Mapping[str, Any]) -> Tensor:
         """The spatial regulariser, averaged over the batch's images (float32)."""
