@@ -320,7 +320,7 @@ def test_cues_are_learnable_from_image_labels(tmp_path: Path) -> None:
 def test_parts_objects_have_a_head_on_a_muted_body_and_part_proposals() -> None:
     styles = class_styles(4)
     rng = np.random.default_rng(5)
-    image, objects = generate._draw_image(rng, 128, 120, [0], styles, generate._LOOKS["parts"])
+    image, objects = generate._draw_image(rng, 128, 120, [0], styles, generate.LOOKS["parts"])
     [obj] = objects
     head, body = np.array(obj.parts[1]), np.array(obj.parts[0])
     gt = np.array(obj.box)

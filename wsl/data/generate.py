@@ -87,7 +87,7 @@ class ClassStyle:
 
 
 @dataclass(frozen=True)
-class _Look:
+class Look:
     """What a difficulty level changes in the pictures."""
 
     object_size: tuple[float, float]  # object side as a fraction of the image's shorter side
@@ -98,11 +98,11 @@ class _Look:
     parts: bool = False  # objects of two parts: the class shape as a head on a muted body
 
 
-_LOOKS = {
-    "easy": _Look((0.2, 0.5), noise=3.0, colour_jitter=4.0, clutter=False, distractors=False),
-    "medium": _Look((0.17, 0.45), noise=6.0, colour_jitter=10.0, clutter=True, distractors=False),
-    "hard": _Look((0.12, 0.35), noise=10.0, colour_jitter=22.0, clutter=True, distractors=True),
-    "parts": _Look(
+LOOKS = {
+    "easy": Look((0.2, 0.5), noise=3.0, colour_jitter=4.0, clutter=False, distractors=False),
+    "medium": Look((0.17, 0.45), noise=6.0, colour_jitter=10.0, clutter=True, distractors=False),
+    "hard": Look((0.12, 0.35), noise=10.0, colour_jitter=22.0, clutter=True, distractors=True),
+    "parts": Look(
         (0.3, 0.6), noise=4.0, colour_jitter=6.0, clutter=False, distractors=False, parts=True
     ),
 }
@@ -175,7 +175,7 @@ def _draw_shape(
         draw.polygon([tuple(p) for p in points], fill=255)
 
 
-def _background(rng: np.random.Generator, width: int, height: int, look: _Look) -> Image.Image:
+def background(rng: np.random.Generator, width: int, height: int, look: Look) -> Image.Image:
     """A gray-ish gradient, with gray clutter lines and blobs when ``look.clutter``."""
     low, high = np.sort(rng.uniform(70, 190, size=2))
     angle = rng.uniform(0, 2 * np.pi)
@@ -213,16 +213,15 @@ def _draw_image(
     height: int,
     classes: Sequence[int],
     styles: Sequence[ClassStyle],
-    look: _Look,
+    look: Look,
 ) -> tuple[Image.Image, list[GeneratedObject]]:
     """Draw one image holding objects of ``classes`` (the first is always placed whole).
 
     Objects after the first may be small (difficult) or cut by the border (truncated), and
     are dropped when no free spot is found; a repeat of the first class keeps a wide gap.
     """
-    image = _background(rng, width, height, look)
+    image = background(rng, width, height, look)
     side = min(width, height)
-    pad = max(width, height)  # masks are drawn on a padded canvas to see what the border cuts
     placed: list[tuple[int, np.ndarray, np.ndarray]] = []  # (class, centre, half extents)
     full_boxes: list[np.ndarray] = []
     for k, class_index in enumerate(classes):
@@ -236,11 +235,7 @@ def _draw_image(
             else:  # shrink a little with every failed attempt, so that crowded images fill up
                 size = max(rng.uniform(*look.object_size) * side, MIN_OBJECT_SIDE)
                 size *= 1.0 - attempt / 60
-            aspect = np.exp(rng.uniform(-0.15, 0.15))
-            half = np.array([size * aspect, size / aspect]) / 2
-            if shape == "bar":
-                half = np.array([size, 0.4 * size]) / 2
-                half = half[::-1] if rng.random() < 0.5 else half
+            half = half_extents(rng, shape, size)
             lo, hi = half, np.array([width - 1, height - 1]) - half
             if np.any(hi < lo):
                 continue
@@ -266,36 +261,67 @@ def _draw_image(
             points = centre + np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
             colour = styles[int(rng.integers(len(styles)))].colour
             draw.polygon([tuple(p) for p in points], fill=colour)
-    objects = []
-    for class_index, centre, half in placed:
-        mask = Image.new("L", (width + 2 * pad, height + 2 * pad))
-        jitter = rng.normal(0, look.colour_jitter, size=3)
-        part_boxes = []
-        for shape, part_centre, part_half, base in _object_parts(
-            styles[class_index], centre, half, look.parts
-        ):
-            layer = Image.new("L", mask.size)
-            _draw_shape(ImageDraw.Draw(layer), shape, part_centre + pad, part_half)
-            mask.paste(255, mask=layer)
-            visible_part = layer.crop((pad, pad, pad + width, pad + height))
-            colour = np.clip(np.array(base) + jitter, 0, 255).astype(int)
-            image.paste(tuple(colour.tolist()), mask=visible_part)
-            if look.parts and (part_box := visible_part.getbbox()) is not None:
-                part_boxes.append((part_box[0], part_box[1], part_box[2] - 1, part_box[3] - 1))
-        full_box = mask.getbbox()
-        visible = mask.crop((pad, pad, pad + width, pad + height))
-        x1, y1, x2, y2 = visible.getbbox()  # PIL boxes are exclusive on the right and bottom
-        objects.append(
-            GeneratedObject(
-                class_index=class_index,
-                box=(x1, y1, x2 - 1, y2 - 1),
-                truncated=full_box != (x1 + pad, y1 + pad, x2 + pad, y2 + pad),
-                difficult=np.sqrt((x2 - x1) * (y2 - y1)) < DIFFICULT_SIDE,
-                parts=tuple(part_boxes),
-            )
-        )
+    objects = [
+        paint_object(image, rng, class_index, styles[class_index], centre, half, look)
+        for class_index, centre, half in placed
+    ]
+    return add_noise(image, rng, look), objects
+
+
+def half_extents(rng: np.random.Generator, shape: str, size: float) -> np.ndarray:
+    """Half width and height (x, y) of an object of ``shape`` and side ``size``: a slightly
+    random aspect ratio; a bar is 2.5 times longer than wide, lying or standing at random."""
+    aspect = np.exp(rng.uniform(-0.15, 0.15))
+    half = np.array([size * aspect, size / aspect]) / 2
+    if shape == "bar":
+        half = np.array([size, 0.4 * size]) / 2
+        half = half[::-1] if rng.random() < 0.5 else half
+    return half
+
+
+def paint_object(
+    image: Image.Image,
+    rng: np.random.Generator,
+    class_index: int,
+    style: ClassStyle,
+    centre: np.ndarray,
+    half: np.ndarray,
+    look: Look,
+) -> GeneratedObject:
+    """Paint one object of ``style`` (its parts, with one colour jitter) centred at ``centre``
+    with half extents ``half`` into ``image``; return it with its visible box (the border may
+    cut it: ``truncated``)."""
+    width, height = image.size
+    pad = max(width, height)  # masks are drawn on a padded canvas to see what the border cuts
+    mask = Image.new("L", (width + 2 * pad, height + 2 * pad))
+    jitter = rng.normal(0, look.colour_jitter, size=3)
+    part_boxes = []
+    for shape, part_centre, part_half, base in _object_parts(style, centre, half, look.parts):
+        layer = Image.new("L", mask.size)
+        _draw_shape(ImageDraw.Draw(layer), shape, part_centre + pad, part_half)
+        mask.paste(255, mask=layer)
+        visible_part = layer.crop((pad, pad, pad + width, pad + height))
+        colour = np.clip(np.array(base) + jitter, 0, 255).astype(int)
+        image.paste(tuple(colour.tolist()), mask=visible_part)
+        if look.parts and (part_box := visible_part.getbbox()) is not None:
+            part_boxes.append((part_box[0], part_box[1], part_box[2] - 1, part_box[3] - 1))
+    full_box = mask.getbbox()
+    visible = mask.crop((pad, pad, pad + width, pad + height))
+    x1, y1, x2, y2 = visible.getbbox()  # PIL boxes are exclusive on the right and bottom
+    return GeneratedObject(
+        class_index=class_index,
+        box=(x1, y1, x2 - 1, y2 - 1),
+        truncated=full_box != (x1 + pad, y1 + pad, x2 + pad, y2 + pad),
+        difficult=np.sqrt((x2 - x1) * (y2 - y1)) < DIFFICULT_SIDE,
+        parts=tuple(part_boxes),
+    )
+
+
+def add_noise(image: Image.Image, rng: np.random.Generator, look: Look) -> Image.Image:
+    """``image`` with the look's Gaussian pixel noise, rounded to uint8."""
+    width, height = image.size
     pixels = np.asarray(image, dtype=float) + rng.normal(0, look.noise, size=(height, width, 3))
-    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)), objects
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 
 
 def _object_parts(
@@ -510,7 +536,7 @@ def generate_voc(
         raise DataError(
             voc_dir, "exists but has no ImageSets/Main/test.txt; pass --force to replace it"
         )
-    styles, look = class_styles(num_classes), _LOOKS[difficulty]
+    styles, look = class_styles(num_classes), LOOKS[difficulty]
     plan = np.random.default_rng([seed, 0])
     in_train = np.zeros(num_trainval, dtype=bool)
     in_train[plan.permutation(num_trainval)[: num_trainval // 2]] = True
