@@ -1,54 +1,39 @@
-"""The top-box extent diagnostic of the refinement benchmark, on a hand-made run directory."""
+"""The top-box extent diagnostic of the refinement benchmark, on hand-made records."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from wsl.benchmarks.top_boxes import top_box_area_ratio, top_boxes
+from wsl.benchmarks.top_boxes import top_box_area_ratio
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
-GT = {  # image id -> (class, 0-based inclusive box)
-    "000001": [("a", (0, 0, 9, 9)), ("b", (20, 20, 39, 39))],
-    "000002": [("a", (0, 0, 19, 19)), ("a", (50, 50, 59, 59))],
-}
-DETECTIONS = {  # class -> devkit lines: id, score, 1-based box
-    "a": ["000001 0.9 1 1 5 10", "000001 0.1 1 1 20 20", "000002 0.8 51 51 60 70"],
-    "b": ["000001 0.7 21 21 40 40"],
-}
+GROUND_TRUTHS = [  # two images; classes a = 0, b = 1; 0-based inclusive boxes
+    ImageGroundTruth.of([[0, 0, 9, 9], [20, 20, 39, 39]], [0, 1], [False, False]),
+    ImageGroundTruth.of([[0, 0, 19, 19], [50, 50, 59, 59]], [0, 0], [False, True]),
+]
 
 
-def write_run(root: Path) -> tuple[Path, Path]:
-    voc, run = root / "VOC2007", root / "run"
-    (voc / "Annotations").mkdir(parents=True)
-    (voc / "ImageSets" / "Main").mkdir(parents=True)
-    run.mkdir()
-    (voc / "classes.txt").write_text("a\nb\n")
-    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in GT))
-    for image_id, objects in GT.items():
-        nodes = "".join(
-            f"<object><name>{name}</name><difficult>0</difficult><truncated>0</truncated>"
-            f"<bndbox><xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2 + 1}</xmax>"
-            f"<ymax>{y2 + 1}</ymax></bndbox></object>"
-            for name, (x1, y1, x2, y2) in objects
+def detections(with_b: bool = True) -> list[ImageDetections]:
+    first = [([0, 0, 4, 9], 0.9, 0), ([0, 0, 19, 19], 0.1, 0)]  # a: the 0.9 box is the top
+    first += [([20, 20, 39, 39], 0.7, 1)] if with_b else []
+    second = [([50, 50, 59, 69], 0.8, 0)]  # a: matched to the box it overlaps, not the first
+    return [
+        ImageDetections.of(
+            [box for box, _, _ in dets], [s for _, s, _ in dets], [c for _, _, c in dets]
         )
-        (voc / "Annotations" / f"{image_id}.xml").write_text(
-            f"<annotation><filename>{image_id}.jpg</filename><size><width>80</width>"
-            f"<height>80</height><depth>3</depth></size>{nodes}</annotation>"
-        )
-    for name, lines in DETECTIONS.items():
-        (run / f"comp4_det_trainval_{name}.txt").write_text("".join(f"{x}\n" for x in lines))
-    return voc, run
+        for dets in (first, second)
+    ]
 
 
-def test_top_boxes_and_their_area_ratio(tmp_path: Path) -> None:
-    voc, run = write_run(tmp_path)
-    found = top_boxes(run, "trainval", ["a", "b"])
-    assert set(found) == {("000001", 0), ("000002", 0), ("000001", 1)}
-    np.testing.assert_array_equal(found["000001", 0], [0, 0, 4, 9])  # the 0.9 box, 0-based
-    # ratios: 50 / 100 (image 1, a), 200 / 100 (image 2, a: matched to the box it overlaps,
-    # not the first), 400 / 400 (image 1, b) -> median 1.0
-    assert top_box_area_ratio(run, voc, "trainval") == pytest.approx(1.0)
-    (run / "comp4_det_trainval_b.txt").write_text("")  # b has no detection: its pair is left out
-    assert top_box_area_ratio(run, voc, "trainval") == pytest.approx((0.5 + 2.0) / 2)
+def test_top_box_area_ratio_is_the_median_over_present_pairs() -> None:
+    # ratios: 50 / 100 (image 1, a), 200 / 100 (image 2, a: its difficult GT counts),
+    # 400 / 400 (image 1, b) -> median 1.0
+    assert top_box_area_ratio(detections(), GROUND_TRUTHS) == pytest.approx(1.0)
+    # b has no detection: its pair is left out
+    assert top_box_area_ratio(detections(with_b=False), GROUND_TRUTHS) == pytest.approx(1.25)
+
+
+def test_no_pair_with_a_detection_gives_nan() -> None:
+    empty = [ImageDetections.of(np.zeros((0, 4)), [], []) for _ in GROUND_TRUTHS]
+    assert np.isnan(top_box_area_ratio(empty, GROUND_TRUTHS))

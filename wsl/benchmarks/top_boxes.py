@@ -5,47 +5,33 @@ top-scoring box of that class and the ground-truth box of that class it overlaps
 :func:`top_box_area_ratio` is the median over the pairs of the top box's area divided by that
 GT box's area. WSDDN's top box on the most discriminative part of an object gives ratios well
 below 1 (a head a third of the object's box: about 0.3); a detector that finds whole objects
-gives about 1. Read from a run's devkit results files (``comp4_det_<split>_<class>.txt``) and
-the split's annotations; difficult objects count, as in CorLoc. Hand-written: no library
-reports this.
+gives about 1. Difficult objects count, as in CorLoc. Hand-written: no library reports this.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
-from wsl.data.annotations import parse_voc_xml, read_class_list, read_image_set
 from wsl.structures.boxes import voc_area, voc_iou
+from wsl.structures.detections import ImageDetections, ImageGroundTruth
 
 
-def top_boxes(run_dir: Path, split: str, classes: list[str]) -> dict[tuple[str, int], np.ndarray]:
-    """``(image id, class index) -> top-scoring box`` (0-based) from a run's results files."""
-    best: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
-    for c, name in enumerate(classes):
-        for line in (run_dir / f"comp4_det_{split}_{name}.txt").read_text().splitlines():
-            image_id, score, *box = line.split()
-            if (image_id, c) not in best or float(score) > best[image_id, c][0]:
-                best[image_id, c] = (float(score), np.array(box, dtype=np.float64) - 1)
-    return {key: box for key, (_, box) in best.items()}
-
-
-def top_box_area_ratio(run_dir: str | Path, voc_dir: str | Path, split: str) -> float:
+def top_box_area_ratio(
+    detections: Sequence[ImageDetections], ground_truths: Sequence[ImageGroundTruth]
+) -> float:
     """Median over (image, present class) pairs of top-box area / matched GT-box area (a pair
-    without a detection of its class is left out; NaN when no pair has one)."""
-    classes = list(read_class_list(voc_dir))
-    found = top_boxes(Path(run_dir), split, classes)
+    without a detection of its class is left out; NaN when no pair has one). Detections are
+    best first per image, so a class's first detection is its top box."""
     ratios = []
-    for image_id in read_image_set(voc_dir, split):
-        annotation = parse_voc_xml(Path(voc_dir) / "Annotations" / f"{image_id}.xml", classes)
-        gt_by_class: dict[int, list[tuple[float, ...]]] = defaultdict(list)
-        for obj in annotation.objects:
-            gt_by_class[classes.index(obj.name)].append(obj.box)
-        for c, gt_boxes in gt_by_class.items():
-            if (image_id, c) in found:
-                top, gts = found[image_id, c], np.array(gt_boxes, dtype=np.float64)
-                matched = gts[np.argmax(voc_iou(top[None], gts))]
-                ratios.append(voc_area(top) / voc_area(matched))
+    for dets, gt in zip(detections, ground_truths, strict=True):
+        for c in np.unique(gt.classes):
+            of_class = np.flatnonzero(dets.classes == c)
+            if len(of_class) == 0:
+                continue
+            top = dets.boxes[of_class[np.argmax(dets.scores[of_class])]]
+            gt_boxes = gt.boxes[gt.classes == c]
+            matched = gt_boxes[np.argmax(voc_iou(top[None], gt_boxes))]
+            ratios.append(voc_area(top) / voc_area(matched))
     return float(np.median(ratios)) if ratios else float("nan")

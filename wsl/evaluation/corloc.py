@@ -61,7 +61,7 @@ class CorLocEvaluator(DetectionEvaluator):
 
     def evaluate(self) -> dict[str, Any]:
         """``{"CorLoc": float, "corloc_per_class": {name: float}}`` (same on every rank)."""
-        detections, ground_truths = self._gathered_detections()
+        detections, ground_truths = self.gathered_detections()
         mean, per_class = corloc(
             detections, ground_truths, len(self.class_names), self.iou_threshold
         )

@@ -72,7 +72,7 @@ class DetectionEvaluator(PerImageEvaluator):
         ]
         self._keep(image_ids, records)
 
-    def _gathered_detections(self) -> tuple[list[ImageDetections], list[ImageGroundTruth]]:
+    def gathered_detections(self) -> tuple[list[ImageDetections], list[ImageGroundTruth]]:
         records = self._gathered()
         return [d for d, _ in records], [g for _, g in records]
 

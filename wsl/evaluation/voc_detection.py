@@ -179,7 +179,7 @@ class VOCDetectionEvaluator(DetectionEvaluator):
         every rank), and the same mean and per-class APs by VOC2010's all-point rule from the
         same curves (``"mAP_allpoint"``, ``"ap_per_class_allpoint"``; WSDDN's code reports
         those); AP is NaN for a class without non-difficult GT."""
-        detections, ground_truths = self._gathered_detections()
+        detections, ground_truths = self.gathered_detections()
         per_class = voc_detection_ap(
             detections,
             ground_truths,
