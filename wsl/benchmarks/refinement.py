@@ -1,21 +1,36 @@
-"""Does refinement help? WSDDN, OICR and PCL trained from scratch with the same budget.
+"""Does refinement help? WSDDN, OICR and PCL with the same budget, from a supervised backbone or
+from scratch.
 
-    python -m wsl.benchmarks.refinement --seeds 3 --out refinement.json
+    python -m wsl.benchmarks.refinement --seeds 3 --out refinement.json                # pretrained
+    python -m wsl.benchmarks.refinement --seeds 3 --backbone scratch --out scratch.json
 
 Generates a data set (``wsl.data.generate``; ``--difficulty`` and ``--proposals`` set how hard;
 default ``parts``: objects whose discriminative head covers a third of them, the case
-refinement is meant for), then for every method and seed runs ``python -m wsl.train
-experiment=<method>_demo`` in its own process (the demos differ only in the model: same data,
-transforms, Adam, epochs), tested on trainval so that CorLoc is reported, and reads each run's
-``metrics.json``. Prints the mean and standard deviation over the seeds of detection mAP,
-CorLoc and the median top-box area over GT area (:mod:`wsl.benchmarks.top_boxes`: about 0.3
-when the top boxes sit on the heads, 1 on whole objects) per method, and writes every run's
-metrics and the summary to ``--out`` (atomically). Not a timed test: minutes per run on a CPU."""
+refinement is meant for). With ``--backbone crops`` (the default) the networks start from an
+AlexNet trained with full labels on object-centric crops of the same classes
+(:mod:`wsl.benchmarks.crop_backbone`, this project's ImageNet; made once into ``--workdir`` or
+read from ``--backbone-file``), conv1 frozen as Fast R-CNN; with ``--backbone scratch`` from
+random weights. For every method and seed it runs ``python -m wsl.train
+experiment=<method>_demo`` in its own process (the demos differ only in the model and its
+method's loss: same data, transforms, Adam, budget) for ``2 x --epochs`` epochs, keeping the
+checkpoint after ``--epochs`` epochs too: the learning rate is constant, so that checkpoint is
+the ``--epochs`` run. Both checkpoints are scored (:mod:`wsl.benchmarks.stream_scores`) on
+test (detection mAP) and trainval (CorLoc; median top-box area over GT area,
+:mod:`wsl.benchmarks.top_boxes`: about 0.3 when the top boxes sit on the heads, 1 on whole
+objects), every score source on its own (WSDDN's, each stream's, the detections').
+
+Prints, per budget, the mean ± std over the seeds per method and each method's gain over
+WSDDN: the ratio of its value to WSDDN's of the same seed, as mean ± standard error over the
+seeds. Writes every run's scores and the summary to ``--out`` (atomically). Not a timed test:
+minutes per run on a CPU.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,54 +39,109 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsl.benchmarks.top_boxes import top_box_area_ratio
+from wsl.benchmarks.crop_backbone import save_backbone, train_backbone
+from wsl.benchmarks.stream_scores import score_checkpoint
 from wsl.data.generate import DIFFICULTIES, generate_voc
-from wsl.evaluation.results_files import read_results
 from wsl.runtime.atomic import atomic_path
 
 METHODS = ("wsddn", "oicr", "pcl")
-REPORTED = ("det_mAP", "CorLoc", "top_box_area_ratio")
-HEADERS = ("detection mAP", "CorLoc", "top box area / GT area")
+BACKBONES = ("crops", "scratch")
+REPORTED = {  # name -> (split, header)
+    "det_mAP": ("test", "detection mAP (test)"),
+    "CorLoc": ("trainval", "CorLoc (trainval)"),
+    "top_box_area_ratio": ("trainval", "top box area / GT area"),
+}
+GAINS = ("det_mAP", "CorLoc")  # the quantities whose ratio to WSDDN's is the gain
+BASELINE = "wsddn"
+SPLITS = sorted({split for split, _ in REPORTED.values()})
 
 
-def train_run(method: str, seed: int, root: Path, epochs: int, run_dir: Path) -> dict[str, float]:
-    """The test metrics of one ``experiment=<method>_demo`` run on ``root`` (tested on
-    trainval), and the median ``top_box_area_ratio`` of its top boxes (:mod:`.top_boxes`)."""
-    command = [
+def train_command(
+    method: str, seed: int, root: Path, epochs: int, run_dir: Path, weights: Path | None
+) -> list[str]:
+    """``wsl.train`` for ``experiment=<method>_demo`` on ``root`` for ``2 epochs`` epochs, with
+    a checkpoint after ``epochs`` and at the end (``last.ckpt``); from ``weights`` (conv1
+    frozen) or from scratch."""
+    backbone = (
+        [f"model.net.weights={weights}", "model.net.freeze_conv1=true"] if weights else []
+    )
+    checkpoint = (
+        "callbacks.model_checkpoint={_target_: pytorch_lightning.callbacks.ModelCheckpoint, "
+        f"dirpath: {run_dir}/checkpoints, filename: 'epoch_{{epoch:03d}}', "
+        f"auto_insert_metric_name: false, every_n_epochs: {epochs}, save_top_k: -1}}"
+    )
+    return [
         sys.executable, "-m", "wsl.train", f"experiment={method}_demo", f"data.root={root}",
-        "data.test_split=trainval", "data.val_split=test", f"trainer.max_epochs={epochs}",
+        "data.val_split=test", "+trainer.limit_val_batches=0", f"trainer.max_epochs={2 * epochs}",
         f"seed={seed}", "trainer.enable_progress_bar=false", "logger=[]",
         "callbacks.box_pictures=null", "callbacks.periodic_evaluation=null",
-        "callbacks.histograms=null", f"hydra.run.dir={run_dir}",
+        "callbacks.histograms=null", checkpoint, f"hydra.run.dir={run_dir}", *backbone,
     ]  # fmt: skip
+
+
+def train_and_score(
+    method: str, seed: int, root: Path, epochs: int, run_dir: Path, weights: Path | None
+) -> dict[str, Any]:
+    """``{"<epochs>": scores, "<2 epochs>": scores}`` of one method and seed, each
+    ``{split: {source: metrics}}`` (:func:`~wsl.benchmarks.stream_scores.score_checkpoint`);
+    the run's checkpoints are deleted once scored (hundreds of MB each)."""
+    command = train_command(method, seed, root, epochs, run_dir, weights)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{method} seed {seed} failed ({run_dir}):\n{result.stderr[-2000:]}")
-    metrics = read_results(run_dir)["metrics"]
-    voc_dir = root / "VOCdevkit" / "VOC2007"
-    return {**metrics, "top_box_area_ratio": top_box_area_ratio(run_dir, voc_dir, "trainval")}
+    checkpoints = run_dir / "checkpoints"
+    scores = {
+        str(epochs): score_checkpoint(checkpoints / f"epoch_{epochs - 1:03d}.ckpt", SPLITS),
+        str(2 * epochs): score_checkpoint(checkpoints / "last.ckpt", SPLITS),
+    }
+    shutil.rmtree(checkpoints)
+    return scores
 
 
-def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, list[float]]]:
-    """Per method and metric: ``[mean, std]`` over the seeds (std 0 for one seed)."""
-    summary: dict[str, dict[str, list[float]]] = {}
+
+def reported(scores: dict[str, Any]) -> dict[str, float]:
+    """The table's quantities of one checkpoint's scores (the model's detections)."""
+    return {name: scores[split]["detections"][name] for name, (split, _) in REPORTED.items()}
+
+
+def mean_std(values: Sequence[float]) -> list[float]:
+    """``[mean, sample std]`` (std 0 for one value)."""
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Per method: each reported quantity as ``[mean, std]`` over the seeds and, for every
+    method but WSDDN, ``gain_<name>``: ``[mean, standard error]`` over the seeds of its value
+    divided by WSDDN's of the same seed (runs are listed in seed order)."""
+    summary: dict[str, dict[str, Any]] = {}
     for method, metrics in runs.items():
-        summary[method] = {}
-        for name in REPORTED:
-            values = [m[name] for m in metrics]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary[method][name] = [statistics.fmean(values), std]
+        summary[method] = {name: mean_std([m[name] for m in metrics]) for name in REPORTED}
+        if method == BASELINE or BASELINE not in runs:
+            continue
+        for name in GAINS:
+            ratios = [
+                m[name] / b[name] if b[name] > 0 else math.inf
+                for m, b in zip(metrics, runs[BASELINE], strict=True)
+            ]
+            mean, std = mean_std(ratios)
+            summary[method][f"gain_{name}"] = [mean, std / math.sqrt(len(ratios))]
     return summary
 
 
-def table(summary: dict[str, dict[str, list[float]]], num_seeds: int) -> str:
-    """A Markdown table: per method, each reported quantity as mean ± std over the seeds."""
+def table(summary: dict[str, dict[str, Any]], num_seeds: int, epochs: int) -> str:
+    """A Markdown table: per method, each quantity as mean ± std over the seeds, then the
+    gains over WSDDN as mean ± standard error."""
+    headers = [header for _, header in REPORTED.values()]
+    headers += [f"{REPORTED[name][1].split(' (')[0]} / WSDDN's" for name in GAINS]
     lines = [
-        f"| method ({num_seeds} seeds) | {' | '.join(f'{h} (mean ± std)' for h in HEADERS)} |",
-        "|---" * (len(HEADERS) + 1) + "|",
+        f"| method ({num_seeds} seeds, {epochs} epochs) | {' | '.join(headers)} |",
+        "|---" * (len(headers) + 1) + "|",
     ]
     for method, metrics in summary.items():
         cells = [f"{metrics[n][0]:.3f} ± {metrics[n][1]:.3f}" for n in REPORTED]
+        for name in GAINS:
+            gain = metrics.get(f"gain_{name}")
+            cells.append(f"{gain[0]:.2f}x ± {gain[1]:.2f}" if gain else "")
         lines.append(f"| {method} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -82,36 +152,52 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 1..N per method")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8, help="the budget; also run to twice it")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--backbone", choices=BACKBONES, default="crops")
+    parser.add_argument("--backbone-file", type=Path, default=None,
+                        help="a crop_backbone state dict (default: trained into --workdir)")
     parser.add_argument("--trainval", type=int, default=96, help="generated trainval images")
+    parser.add_argument("--test", type=int, default=64, help="generated test images")
     parser.add_argument("--proposals", type=int, default=50, help="generated proposals per image")
     parser.add_argument("--difficulty", choices=DIFFICULTIES, default="parts")
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="data and runs (default: temp)")
     parser.add_argument("--out", type=Path, default=Path("refinement.json"))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="wsl_refinement_") as temp:
         workdir = args.workdir or Path(temp)
         root = workdir / "data"
         generate_voc(
-            root, seed=args.data_seed, num_trainval=args.trainval, num_test=16,
+            root, seed=args.data_seed, num_trainval=args.trainval, num_test=args.test,
             difficulty=args.difficulty, proposals_per_image=args.proposals,
         )  # fmt: skip
-        runs: dict[str, list[dict[str, float]]] = {m: [] for m in args.methods}
+        weights = None
+        if args.backbone == "crops":
+            weights = args.backbone_file or workdir / "backbone" / "alexnet_crops.pt"
+            if not weights.is_file():
+                save_backbone(*train_backbone(difficulty=args.difficulty), weights)
+        budgets = (args.epochs, 2 * args.epochs)
+        runs: dict[int, dict[str, list[dict[str, float]]]] = {
+            b: {m: [] for m in args.methods} for b in budgets
+        }
+        scores: dict[str, list[dict[str, Any]]] = {m: [] for m in args.methods}
         for seed in range(1, args.seeds + 1):
             for method in args.methods:
-                metrics = train_run(
-                    method, seed, root, args.epochs, workdir / f"{method}_seed{seed}"
-                )
-                print(f"{method} seed {seed}: {metrics}", flush=True)
-                runs[method].append(metrics)
-    summary = summarise(runs)
-    result: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()},
-                              "runs": runs, "summary": summary}  # fmt: skip
+                run_dir = workdir / f"{method}_seed{seed}"
+                by_budget = train_and_score(method, seed, root, args.epochs, run_dir, weights)
+                scores[method].append(by_budget)
+                for budget in budgets:
+                    runs[budget][method].append(reported(by_budget[str(budget)]))
+                    print(f"{method} seed {seed}, {budget} epochs: {runs[budget][method][-1]}",
+                          flush=True)  # fmt: skip
+    summaries = {str(b): summarise(runs[b]) for b in budgets}
+    result = {"settings": {k: str(v) for k, v in vars(args).items()}, "scores": scores,
+              "summary": summaries}  # fmt: skip
     with atomic_path(args.out) as path:
         Path(path).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(summary, args.seeds))
+    for budget in budgets:
+        print(table(summaries[str(budget)], args.seeds, budget) + "\n")
     print(f"wrote {args.out}")
 
 
