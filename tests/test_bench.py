@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsl.bench import SIZES, build_report, format_report
+from wsl.bench import SIZES, build_report, format_report, train_setups
 from wsl.benchmarks.data_loader import LoaderResult, measure_data_loader, proposals_datamodule
 from wsl.benchmarks.evaluation import EvaluationResult, measure_evaluation
 from wsl.benchmarks.training import (
     TrainResult,
     TrainSetup,
     TrainWork,
+    measure_training,
     plain_forward,
     plain_inputs,
     synthetic_images,
@@ -74,12 +75,18 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
         TrainSetup("wsl b=8 fp32", plain=False, batch_size=8),
         TrainSetup("wsl b=8 bf16", plain=False, batch_size=8, bf16=True),
         TrainSetup("oicr b=8 bf16", plain=False, batch_size=8, bf16=True, refinement="oicr"),
-    ]
+        TrainSetup("wsl vgg16 s16 b=8 bf16", plain=False, batch_size=8, bf16=True,
+                   backbone="vgg16"),
+        TrainSetup("wsl vgg16 s8 b=8 bf16", plain=False, batch_size=8, bf16=True,
+                   backbone="vgg16_dilated", freeze_blocks=2),
+    ]  # fmt: skip
     training = [
         TrainResult(setups[0], 10.0, [9.0, 11.0], plain_peak),
         TrainResult(setups[1], 25.0, [25.0, 25.0], 3000 * 2**20),
         TrainResult(setups[2], 40.0, [40.0, 40.0], 2000 * 2**20),
         TrainResult(setups[3], 36.0, [36.0, 36.0], 2500 * 2**20),
+        TrainResult(setups[4], 12.0, [12.0, 12.0], 5000 * 2**20),
+        TrainResult(setups[5], 6.0, [6.0, 6.0], 8000 * 2**20),
     ]
     loader = LoaderResult(images_per_s=60.0, images=64, batch_size=8, num_workers=2)
     evaluation = EvaluationResult(
@@ -96,12 +103,14 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
 
 def test_report_ratios_come_from_the_measurements() -> None:
     report = json.loads(json.dumps(fake_report()))  # plain JSON values only
-    assert [row["speedup"] for row in report["training"]] == [1.0, 2.5, 4.0, 3.6]
-    assert [row["memory_ratio"] for row in report["training"]] == [1.0, 3.0, 2.0, 2.5]
-    # OICR's step against WSDDN's (the last row without refinement): 36 / 40
-    assert [row["vs_wsddn"] for row in report["training"]] == [None, None, None, 0.9]
+    assert [row["speedup"] for row in report["training"]] == [1.0, 2.5, 4.0, 3.6, 1.2, 0.6]
+    assert [row["memory_ratio"] for row in report["training"]] == [1.0, 3.0, 2.0, 2.5, 5.0, 8.0]
+    # OICR's step against WSDDN's (the last AlexNet row without refinement): 36 / 40
+    assert [row["vs_wsddn"] for row in report["training"]] == [None, None, None, 0.9, None, None]
+    # VGG16 at stride 8 against stride 16: 6 / 12
+    assert [row["vs_stride_16"] for row in report["training"]] == [None] * 5 + [0.5]
     loader = report["data_loader"]
-    assert loader["training_setup"] == "wsl b=8 bf16"  # the project's WSDDN step
+    assert loader["training_setup"] == "wsl b=8 bf16"  # the project's WSDDN step, not VGG16's
     assert (loader["ratio"], loader["keeps_up"]) == (1.5, True)
     evaluation = report["evaluation"]
     assert evaluation["plain_seconds_extrapolated"] == 40.0  # 4 s on 500 images, x10
@@ -110,13 +119,30 @@ def test_report_ratios_come_from_the_measurements() -> None:
 
     table = format_report(report)
     for expected in ("wsl b=8 bf16", "40.00", "2,000 MiB", "4.00x", "1.50x: keeps up", "32.00x",
-                     "oicr b=8 bf16", "0.90x", "vs WSDDN step"):  # fmt: skip
+                     "oicr b=8 bf16", "0.90x", "vs WSDDN step", "wsl vgg16 s8 b=8 bf16",
+                     "8,000 MiB", "0.50x", "vs stride 16"):  # fmt: skip
         assert expected in table
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_vgg16_rows_time_stride_16_and_the_authors_stride_8_body(device: str) -> None:
+    *_, stride_16, stride_8 = train_setups(device, batch_size=4)
+    assert (stride_16.backbone, stride_16.freeze_blocks) == ("vgg16", 0)
+    assert (stride_8.backbone, stride_8.freeze_blocks) == ("vgg16_dilated", 2)
+    assert stride_8.batch_size == 4 and stride_8.bf16 == (device == "cuda")
+    assert stride_8.refinement is None and not stride_8.plain
+
+
+def test_the_training_benchmark_runs_the_stride_8_vgg16_step_on_a_cpu() -> None:
+    work = TrainWork(device="cpu", scale=48, proposals=4, images=2, timed_passes=1, num_classes=3)
+    setup = TrainSetup("s8", plain=False, batch_size=2, backbone="vgg16_dilated", freeze_blocks=2)
+    result = measure_training(setup, work)
+    assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1
 
 
 def test_unknown_peak_memory_gives_no_ratio() -> None:
     report = fake_report(plain_peak=None)
-    assert [row["memory_ratio"] for row in report["training"]] == [None, None, None, None]
+    assert [row["memory_ratio"] for row in report["training"]] == [None] * 6
     assert "n/a" in format_report(report)
 
 
@@ -133,9 +159,16 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
     )
     report = json.loads(path.read_text())
     assert report["quick"] is True and report["device"] == "cpu"
-    plain, project, oicr, pcl = report["training"]
+    plain, project, oicr, pcl, stride_16, stride_8 = report["training"]
     assert (plain["name"], project["name"]) == ("plain b=1 fp32", "wsl b=2 fp32")
     assert (oicr["name"], pcl["name"]) == ("oicr b=2 fp32", "pcl b=2 fp32")
+    assert (stride_16["name"], stride_8["name"]) == (
+        "wsl vgg16 s16 b=2 fp32",
+        "wsl vgg16 s8 b=2 fp32",
+    )
+    assert stride_8["vs_stride_16"] == pytest.approx(
+        stride_8["images_per_s"] / stride_16["images_per_s"]
+    )
     assert oicr["vs_wsddn"] == pytest.approx(oicr["images_per_s"] / project["images_per_s"])
     assert project["speedup"] == pytest.approx(project["images_per_s"] / plain["images_per_s"])
     assert project["memory_ratio"] == pytest.approx(

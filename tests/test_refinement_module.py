@@ -146,9 +146,9 @@ def test_checkpoint_goes_through_wsl_evaluate(method: str, tiny_root: Path, tmp_
 @pytest.mark.parametrize(
     ("experiment", "method", "backbone", "milestone", "steps", "lr_mult", "dropout"),
     [("oicr", "oicr", "alexnet", 40000, 70000, 10.0, 0.5),
-     ("oicr_vgg16", "oicr", "vgg16", 40000, 70000, 10.0, 0.5),
+     ("oicr_vgg16", "oicr", "vgg16_dilated", 40000, 70000, 10.0, 0.5),
      ("pcl", "pcl", "alexnet", 35000, 50000, 1.0, 0.0),
-     ("pcl_vgg16", "pcl", "vgg16", 35000, 50000, 1.0, 0.0)],
+     ("pcl_vgg16", "pcl", "vgg16_dilated", 35000, 50000, 1.0, 0.0)],
 )  # fmt: skip
 def test_paper_experiments_compose_with_the_authors_settings(
     experiment: str, method: str, backbone: str, milestone: int, steps: int, lr_mult: float,
@@ -158,6 +158,8 @@ def test_paper_experiments_compose_with_the_authors_settings(
     model = cfg.model
     assert model._target_ == "wsl.training.refinement_module.RefinementModule"
     assert (model.method, model.num_streams, model.net.backbone) == (method, 3, backbone)
+    # conv1_x and conv2_x fixed with the stride-8 body (Caffe lr_mult 0; pcl.pytorch FREEZE_AT 2)
+    assert model.net.get("freeze_blocks", 0) == (2 if backbone == "vgg16_dilated" else 0)
     assert model.scheduler.milestones == [milestone] and model.scheduler_interval == "step"
     assert cfg.trainer.max_steps == steps and cfg.data.batch_size == 2
     assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 5e-4

@@ -21,9 +21,11 @@ much less)::
    give the same AP on those 500 images.
 
 Sizes: on a GPU 2000 proposals per image, shorter side 600 (600x800 images), batches of 8; on a
-CPU 300 proposals, shorter side 400, batches of 4 (a minute or two); ``--quick`` shrinks the
-work to seconds (the smoke test; each training row still starts a process that imports torch).
-AlexNet, 20 classes, weights ``none``, fixed seeds.
+CPU 300 proposals, shorter side 400, batches of 4 (a few minutes, most of them VGG16's two rows);
+``--quick`` shrinks the work to seconds (the smoke test; each training row still starts a
+process that imports torch). AlexNet, 20 classes, weights ``none``, fixed seeds; the last two
+training rows are the WSDDN step on VGG16 at stride 16 (``vgg16``) and at stride 8
+(``vgg16_dilated``, conv1_x and conv2_x frozen: ``experiment=oicr_vgg16``'s body).
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ SIZES = {
 
 def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
     """The plain baseline first, then the project's WSDDN step (its last row is the one the
-    loader is compared with), then OICR's and PCL's step with the same options."""
+    loader is compared with), then OICR's and PCL's step with the same options, then that WSDDN
+    step on VGG16 at stride 16 and at stride 8 (the OICR/PCL body)."""
     plain = TrainSetup("plain b=1 fp32", plain=True)
     if device == "cpu":
         wsddn = [TrainSetup(f"wsl b={batch_size} fp32", plain=False, batch_size=batch_size)]
@@ -115,7 +118,16 @@ def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
         replace(project, name=project.name.replace("wsl", method, 1), refinement=method)
         for method in ("oicr", "pcl")
     ]
-    return [plain, *wsddn, *refinement]
+    vgg16 = [
+        replace(project, name=project.name.replace("wsl", "wsl vgg16 s16", 1), backbone="vgg16"),
+        replace(
+            project,
+            name=project.name.replace("wsl", "wsl vgg16 s8", 1),
+            backbone="vgg16_dilated",
+            freeze_blocks=2,
+        ),
+    ]
+    return [plain, *wsddn, *refinement, *vgg16]
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -137,10 +149,16 @@ def build_report(
     (``device``: "cpu" or "cuda"; ``device_name``: what :func:`describe_device` says).
 
     Training ratios are against the first (plain) row, and for OICR and PCL also against the
-    project's WSDDN step (the last row without refinement), which the loader is compared with.
+    project's WSDDN step (the last AlexNet row without refinement), which the loader is compared
+    with; the VGG16 stride-8 row is also compared with the stride-16 one (``vs_stride_16``).
     """
     plain = training[0]
-    project = next(r for r in reversed(training) if r.setup.refinement is None)
+    project = next(
+        r
+        for r in reversed(training)
+        if r.setup.refinement is None and r.setup.backbone == "alexnet"
+    )
+    stride_16 = next((r for r in training if r.setup.backbone == "vgg16"), None)
     loader_ratio = loader.images_per_s / project.images_per_s
     plain_total = evaluation.plain_seconds_extrapolated
     return {
@@ -158,6 +176,11 @@ def build_report(
                 "memory_ratio": _ratio(result.peak_memory_bytes, plain.peak_memory_bytes),
                 "vs_wsddn": (
                     result.images_per_s / project.images_per_s if result.setup.refinement else None
+                ),
+                "vs_stride_16": (
+                    _ratio(result.images_per_s, stride_16.images_per_s)
+                    if stride_16 is not None and result.setup.backbone == "vgg16_dilated"
+                    else None
                 ),
             }
             for result in training
@@ -212,11 +235,13 @@ def _training_lines(report: dict[str, Any]) -> list[str]:
             _times(row["speedup"]),
             _times(row["memory_ratio"]),
             _times(row.get("vs_wsddn")),
+            _times(row.get("vs_stride_16")),
         ]
         for row in report["training"]
     ]
     return [
-        f"Training step: WSDDN AlexNet, {NUM_CLASSES} classes, up to {sizes['proposals']} "
+        f"Training step: WSDDN AlexNet (VGG16 in the vgg16 rows: s16 stride 16, s8 stride 8 with "
+        f"conv1_x and conv2_x frozen), {NUM_CLASSES} classes, up to {sizes['proposals']} "
         f"proposals per image, shorter side {sizes['scale']}; {sizes['train_images']} images x "
         f"{sizes['timed_passes']} timed passes after a warm-up pass",
         *_table(
@@ -227,6 +252,7 @@ def _training_lines(report: dict[str, Any]) -> list[str]:
                 "speed-up",
                 "memory ratio",
                 "vs WSDDN step",
+                "vs stride 16",
             ],
             rows,
         ),

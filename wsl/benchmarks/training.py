@@ -11,6 +11,9 @@ public ports, on random images and random valid proposals (fixed seed).
   float32, as ``WSDDNModule`` does (autocast refuses ``binary_cross_entropy`` on CUDA).
 
 Both train the same network (AlexNet, weights ``none``, same seed) with the WSDDN config's SGD.
+A setup may name another ``backbone``: ``vgg16`` (stride 16, conv1 frozen as
+``conf/model/wsddn.yaml``) or ``vgg16_dilated`` (stride 8, ``freeze_blocks=2``: conv1_x and
+conv2_x frozen, as ``experiment=oicr_vgg16`` and ``pcl_vgg16`` after the authors' code).
 Images are ``scale x 4/3 scale``, 30% of them portrait (VOC's mix), so batches pay for padding
 as they do in training. Each image has between 80% and 100% of ``proposals`` boxes of at least
 20 pixels a side. Warm-up: one pass over all the images (every input shape is seen once, so
@@ -60,6 +63,8 @@ class TrainSetup:
     channels_last: bool = False
     cudnn_benchmark: bool = False
     refinement: str | None = None  # "oicr" | "pcl": WSDDN plus 3 refinement streams and losses
+    backbone: str = "alexnet"  # wsl.models.backbones.BACKBONES
+    freeze_blocks: int = 0  # WSDDN(freeze_blocks=...): leading conv blocks kept fixed
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,10 @@ def measure_training(setup: TrainSetup, work: TrainWork) -> TrainResult:
         inputs = _pinned(inputs)
     memory = PeakMemory(device)
     torch.manual_seed(work.seed)
-    model = WSDDN(work.num_classes, backbone="alexnet", weights="none").to(device).train()
+    model = WSDDN(
+        work.num_classes, backbone=setup.backbone, weights="none", freeze_blocks=setup.freeze_blocks
+    )
+    model = model.to(device).train()
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]

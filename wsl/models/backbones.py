@@ -5,6 +5,16 @@ convolutions on AlexNet's conv5, and WSDDN (Bilen & Vedaldi) ROI-pools conv5 int
 pretrained fc6 and fc7. Inputs are RGB in [0, 1] normalized with the ImageNet mean and std, as
 for every torchvision classifier.
 
+``vgg16_dilated`` is VGG16 at stride 8, the body of both OICR/PCL codes: pool4 removed and
+conv5_1 ... conv5_3 dilated by 2 with padding 2, so conv5 sees the receptive field it was
+trained with on a map twice as fine (ppengtang/oicr ``models/VGG16/train.prototxt`` lines
+300-311: pool4 commented out, 327-328, 353-354, 379-380: ``pad: 2``, ``dilation: 2``; 399:
+ROI pooling at ``spatial_scale: 0.125``; pcl.pytorch 0.4.0 ``lib/modeling/vgg16.py``
+lines 40-61, ``dilated_conv5_body``: conv4 without pool, conv5 ``padding=2, dilation=2``,
+``spatial_scale = 1. / 8.``). Dilation changes no parameter shape, so VGG16's weights load
+unchanged (``weights`` reads a ``vgg16`` state dict); module names are VGG16's
+(``features.24`` is conv5_1 in both).
+
 ``weights`` picks the starting parameters:
 
 - ``"imagenet"``: torchvision's ``IMAGENET1K_V1`` weights, downloaded once (hash-checked) into
@@ -22,6 +32,7 @@ for every torchvision classifier.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -41,12 +52,18 @@ class _Spec(NamedTuple):
     imagenet: WeightsEnum  # the weights "imagenet" means
     fc6: int  # index of fc6 in model.classifier
     fc7: int  # index of fc7 in model.classifier
+    dilated_conv5: bool = False  # stride 8: the max-pool before conv5 removed, conv5 dilated
 
 
 _SPECS = {
     "alexnet": _Spec(models.alexnet, models.AlexNet_Weights.IMAGENET1K_V1, fc6=1, fc7=4),
     "vgg16": _Spec(models.vgg16, models.VGG16_Weights.IMAGENET1K_V1, fc6=0, fc7=3),
+    "vgg16_dilated": _Spec(
+        models.vgg16, models.VGG16_Weights.IMAGENET1K_V1, fc6=0, fc7=3, dilated_conv5=True
+    ),
 }
+BACKBONES = tuple(_SPECS)  # the names build_backbone takes
+CONV5_DILATION = 2  # train.prototxt conv5_x "dilation: 2"; vgg16.py "dilation=2"
 
 
 class Backbone(NamedTuple):
@@ -57,17 +74,24 @@ class Backbone(NamedTuple):
     fc7: nn.Linear
     channels: int  # channels of the feature maps: 256 (AlexNet), 512 (VGG16)
     roi_size: int  # side of the grid fc6 was trained on: 6 (AlexNet), 7 (VGG16)
-    stride: int  # input pixels per feature-map cell: 16 for both
+    stride: int  # input pixels per feature-map cell: 16, 8 for vgg16_dilated
+    # the convolutions of each block of the torchvision model (a block ends at a max-pool):
+    # AlexNet conv1 | conv2 | conv3-5; VGG16 conv1_x | conv2_x | ... | conv5_x
+    conv_blocks: tuple[tuple[nn.Conv2d, ...], ...] = ()
 
 
 def build_backbone(name: str, weights: str | None = "imagenet") -> Backbone:
-    """Builds torchvision model ``name`` ("alexnet" or "vgg16") with ``weights``, cut into parts."""
+    """Builds torchvision model ``name`` (one of :data:`BACKBONES`) with ``weights``, cut into
+    parts."""
     spec = _spec(name)
     state = load_backbone_weights(name, weights)
     model = spec.build(weights=None)
     if state is not None:
         model.load_state_dict(state)
-    features = model.features[:-1]
+    blocks = conv_blocks(model.features)
+    features = model.features[:-1]  # a slice keeps the module names (features.24, ...)
+    if spec.dilated_conv5:
+        features = _dilate_last_block(features)
     convs = [m for m in features if isinstance(m, nn.Conv2d)]
     return Backbone(
         features=features,
@@ -76,7 +100,33 @@ def build_backbone(name: str, weights: str | None = "imagenet") -> Backbone:
         channels=convs[-1].out_channels,
         roi_size=_side(model.avgpool.output_size),
         stride=math.prod(_side(m.stride) for m in features if isinstance(m, _SPATIAL)),
+        conv_blocks=blocks,
     )
+
+
+def conv_blocks(features: nn.Sequential) -> tuple[tuple[nn.Conv2d, ...], ...]:
+    """The convolutions of ``features`` grouped into blocks, each ended by a max-pool."""
+    blocks: list[list[nn.Conv2d]] = [[]]
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            blocks[-1].append(layer)
+        elif isinstance(layer, nn.MaxPool2d):
+            blocks.append([])
+    return tuple(tuple(block) for block in blocks if block)
+
+
+def _dilate_last_block(features: nn.Sequential) -> nn.Sequential:
+    """``features`` (the last max-pool already removed) without its remaining last max-pool
+    (VGG16's pool4) and with the convolutions after it dilated by 2, padded to keep their map
+    size (``padding = dilation (kernel - 1) / 2``): stride 8 instead of 16."""
+    names = list(features._modules)
+    last_pool = max(i for i, n in enumerate(names) if isinstance(features[i], nn.MaxPool2d))
+    for layer in features[last_pool + 1 :]:
+        if isinstance(layer, nn.Conv2d):
+            layer.dilation = (CONV5_DILATION, CONV5_DILATION)
+            layer.padding = tuple(CONV5_DILATION * (k - 1) // 2 for k in layer.kernel_size)
+    kept = [(n, features._modules[n]) for i, n in enumerate(names) if i != last_pool]
+    return nn.Sequential(OrderedDict(kept))
 
 
 def alexnet_features(weights: str | None = "imagenet") -> nn.Sequential:
@@ -90,7 +140,8 @@ def vgg16_features(weights: str | None = "imagenet") -> nn.Sequential:
 
 
 def load_backbone_weights(name: str, weights: str | None) -> dict[str, Tensor] | None:
-    """The state dict ``weights`` names for torchvision model ``name``; None for random init."""
+    """The state dict ``weights`` names for torchvision model ``name``; None for random init
+    (``vgg16_dilated`` reads VGG16's)."""
     spec = _spec(name)
     if weights is None or weights == "none":
         return None

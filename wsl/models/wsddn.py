@@ -13,11 +13,14 @@ resized image). A batch pads images with zeros at the bottom and right, so boxes
 Regions of all images are pooled in one call and concatenated in image order; the softmax over
 regions is computed per image (segment-wise), so images of a batch never share it.
 
-Feature-map geometry: both backbones have stride 16 (AlexNet: conv1 4, pool1 2, pool2 2; VGG16:
-four pools of 2). AlexNet's map side is floor-rounded (512 px → 31 cells, not 32) and its cell
-``m`` is centred on pixel ``16 m + 15`` (VGG16: ``16 m + 7.5``); like Fast R-CNN, the ROI pooling
-maps boxes with ``spatial_scale = 1/16`` and ignores this offset (unless ``roi_offsets``).
-``roi_op``:
+Feature-map geometry: AlexNet and VGG16 have stride 16 (AlexNet: conv1 4, pool1 2, pool2 2;
+VGG16: four pools of 2). AlexNet's map side is floor-rounded (512 px → 31 cells, not 32) and its
+cell ``m`` is centred on pixel ``16 m + 15`` (VGG16: ``16 m + 7.5``); like Fast R-CNN, the ROI
+pooling maps boxes with ``spatial_scale = 1/stride`` and ignores this offset (unless
+``roi_offsets``). ``vgg16_dilated`` (OICR's and PCL's body, see ``wsl.models.backbones``) has
+three pools of 2: stride 8, cell ``m`` centred on ``8 m + 3.5``, boxes mapped at ``1/8`` as
+both codes (ppengtang/oicr ``models/VGG16/train.prototxt`` line 399 ``spatial_scale: 0.125``;
+pcl.pytorch 0.4.0 ``lib/modeling/vgg16.py`` line 61). ``roi_op``:
 
 - ``"pool"``: ``torchvision.ops.roi_pool`` (max), Fast R-CNN's rounding: ``round(x / 16)`` for both
   ends and a width of ``end - start + 1`` cells, i.e. inclusive boxes, passed as they are;
@@ -68,9 +71,16 @@ class WSDDNOutput(NamedTuple):
 class WSDDN(nn.Module):
     """WSDDN on a torchvision backbone (see the module docstring).
 
-    ``backbone``: "alexnet" (6x6 ROIs) or "vgg16" (7x7 ROIs); ``weights``: its ImageNet weights,
-    "none" or a file, see ``wsl.models.backbones``. ``roi_op``: "pool" or "align".
+    ``backbone``: "alexnet" (6x6 ROIs), "vgg16" (7x7 ROIs) or "vgg16_dilated" (VGG16 at stride 8,
+    OICR's and PCL's); ``weights``: its ImageNet weights, "none" or a file, see
+    ``wsl.models.backbones``. ``roi_op``: "pool" or "align".
     ``freeze_conv1``: keep the first convolution fixed (as Fast R-CNN; its filters are generic).
+    ``freeze_blocks``: also keep the convolutions of the first N blocks fixed (a block ends at a
+    max-pool: VGG16 conv1_x, conv2_x, ...; AlexNet conv1, conv2, conv3-5), as pcl.pytorch's
+    ``VGG.FREEZE_AT`` (2, ``lib/core/config.py`` line 387; ``lib/modeling/vgg16.py`` lines
+    65-68) and the Caffe OICR prototxt's ``lr_mult: 0`` on conv1_x and conv2_x
+    (``models/VGG16/train.prototxt`` lines 20, 24, 45, 49, 81, 85, 106, 110). 0: none; the frozen
+    layers are the union of both settings, so ``freeze_conv1`` keeps its meaning.
     ``dropout``: after fc6 and after fc7 (as ``wsddn_init.m``; torchvision's AlexNet has it before).
     ``use_proposal_scores``: the paper's "box sc." (with EdgeBoxes): the ROI-pooled features of a
     region are multiplied by ``1 + proposal_score_gain * score`` before fc6 (``BiasSamples.m``,
@@ -94,6 +104,7 @@ class WSDDN(nn.Module):
         weights: str | None = "imagenet",
         roi_op: str = "pool",
         freeze_conv1: bool = True,
+        freeze_blocks: int = 0,
         dropout: float = 0.5,
         use_proposal_scores: bool = False,
         proposal_score_gain: float = 10.0,
@@ -111,8 +122,16 @@ class WSDDN(nn.Module):
         if detection_temperature <= 0:
             raise ValueError(f"detection_temperature must be positive, got {detection_temperature}")
         parts = build_backbone(backbone, weights)
-        self.features = parts.features  # conv1 ... conv5 + ReLU, stride 16
+        if not 0 <= freeze_blocks <= len(parts.conv_blocks):
+            raise ValueError(
+                f"model.net.freeze_blocks must be between 0 and {len(parts.conv_blocks)} (the "
+                f"convolution blocks of {backbone}), got {freeze_blocks}"
+            )
+        self.features = parts.features  # conv1 ... conv5 + ReLU, stride 16 (or 8)
         self.features[0].requires_grad_(not freeze_conv1)
+        for block in parts.conv_blocks[:freeze_blocks]:
+            for conv in block:
+                conv.requires_grad_(False)
         self.roi_op, self.roi_size, self.stride = roi_op, parts.roi_size, parts.stride
         self.roi_centre = receptive_field_centre(self.features) if roi_offsets else None
         self.use_proposal_scores = use_proposal_scores
