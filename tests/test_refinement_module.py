@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.test_checkpoint_files import command
 from tests.test_config import compose_cfg
+from wsl.benchmarks.stream_scores import score_checkpoint
 from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc
 from wsl.drawing import draw_boxes
@@ -61,17 +62,26 @@ def batch_and_module(
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize(("method", "bg_threshold"), [("oicr", 0.1), ("pcl", 0.1), ("oicr", 0.0)])
+@pytest.mark.parametrize(
+    ("method", "bg_threshold", "reduction"),
+    [("oicr", 0.1, None), ("pcl", 0.1, None), ("oicr", 0.0, None), ("pcl", 0.1, "sum")],
+)
 def test_training_step_is_wsddn_plus_the_sum_of_the_stream_losses(
-    method: str, bg_threshold: float, tiny_root: Path, tmp_path: Path
+    method: str, bg_threshold: float, reduction: str | None, tiny_root: Path, tmp_path: Path
 ) -> None:
-    batch, module = batch_and_module(method, tiny_root, tmp_path, bg_threshold=bg_threshold)
+    """The authors' objective: the MIL BCE averaged over the C classes (the configs' ``mean``;
+    ``sum`` is WSDDN's C x that) plus the sum of the streams' losses."""
+    override = {"mil_class_reduction": reduction} if reduction else {}
+    batch, module = batch_and_module(
+        method, tiny_root, tmp_path, bg_threshold=bg_threshold, **override
+    )
     assert isinstance(module, WSDDNModule) and module.hparams.method == method
     module.eval()  # no dropout: the same forward twice
     with torch.no_grad():
         got = module.training_step(batch, 0)
         output = module(batch["image"], batch["proposals"])
-        wsddn = 4 * wsddn_loss(output.image_scores, batch["labels"], batch["label_weights"])
+        mil = wsddn_loss(output.image_scores, batch["labels"], batch["label_weights"])
+        wsddn = batch["labels"].shape[1] * mil if reduction == "sum" else mil
         streams = stream_losses(
             method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
             module.refinement(output.features), batch["labels"], bg_threshold,
@@ -141,6 +151,12 @@ def test_checkpoint_goes_through_wsl_evaluate(method: str, tiny_root: Path, tmp_
     assert result.returncode == 0, result.stderr
     evaluated = json.loads((out / "metrics.json").read_text())["metrics"]
     assert evaluated == pytest.approx(trained, abs=1e-6)
+    # each score source alone (wsl.benchmarks.stream_scores): "detections" is what was tested
+    by_source = score_checkpoint(run / "checkpoints" / "last.ckpt", ["trainval"])["trainval"]
+    assert list(by_source) == ["WSDDN", "stream 1", "stream 2", "stream 3", "detections"]
+    assert by_source["detections"]["det_mAP"] == pytest.approx(trained["det_mAP"], abs=1e-6)
+    assert by_source["detections"]["CorLoc"] == pytest.approx(trained["CorLoc"], abs=1e-6)
+    assert len({by_source[name]["det_mAP"] for name in by_source}) > 1  # the sources differ
 
 
 @pytest.mark.parametrize(
