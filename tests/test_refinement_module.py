@@ -176,9 +176,13 @@ def test_paper_experiments_compose_with_the_authors_settings(
     assert (model.method, model.num_streams, model.net.backbone) == (method, 3, backbone)
     # conv1_x and conv2_x fixed with the stride-8 body (Caffe lr_mult 0; pcl.pytorch FREEZE_AT 2)
     assert model.net.get("freeze_blocks", 0) == (2 if backbone == "vgg16_dilated" else 0)
-    assert model.scheduler.milestones == [milestone] and model.scheduler_interval == "step"
+    # pcl.pytorch's warm-up then steps (a ChainedScheduler); Caffe OICR's steps alone
+    steps_config = model.scheduler.schedulers[-1] if method == "pcl" else model.scheduler
+    assert steps_config.milestones == [milestone] and model.scheduler_interval == "step"
     assert cfg.trainer.max_steps == steps and cfg.data.batch_size == 2
-    assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 5e-4
+    # lr halved for the summed batch of 2, so the weight decay doubles (lr * wd as the authors')
+    assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 1e-3
+    assert (model.bias_lr_mult, model.bias_weight_decay) == (2.0, False)  # lr_mult 2, decay 0
     assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
     assert model.inference.nms_iou == 0.3
     assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip

@@ -21,6 +21,7 @@ A new class a config names (a model family, a callback) is added to :data:`TARGE
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,12 +62,16 @@ WSL_TARGETS = {
     ),
 }
 # Optimizers and schedulers whose arguments are numbers only (no callables, as LambdaLR's).
+NUMERIC_SCHEDULERS = tuple(
+    f"torch.optim.lr_scheduler.{name}"
+    for name in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
+)
 TORCH_TARGETS = {
     "model.optimizer": tuple(f"torch.optim.{name}" for name in ("SGD", "Adam", "AdamW")),
-    "model.scheduler": tuple(
-        f"torch.optim.lr_scheduler.{name}"
-        for name in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
-    ),
+    # ChainedScheduler: the product of its list of numeric schedulers (experiment=pcl: warm-up
+    # then steps), built by wsl.training.base_module.build_scheduler; one level only
+    "model.scheduler": (*NUMERIC_SCHEDULERS, "torch.optim.lr_scheduler.ChainedScheduler"),
+    "model.scheduler.schedulers[*]": NUMERIC_SCHEDULERS,
     "trainer": ("pytorch_lightning.Trainer",),
 }
 # Where a _target_ may stand (a key path; * is one key) and the classes it may name.
@@ -87,8 +92,9 @@ class UntrustedConfigError(ValueError):
 
 
 def target_place(key: str) -> str | None:
-    """The :data:`TARGETS` entry whose place ``key`` (a dotted path) is, or ``None``."""
-    parts = key.split(".")
+    """The :data:`TARGETS` entry whose place ``key`` (a dotted path; list items as ``[i]``,
+    matched by a place's ``[*]``) is, or ``None``."""
+    parts = re.sub(r"\[\d+\]", "[*]", key).split(".")
     for place in TARGETS:
         pattern = place.split(".")
         if len(pattern) == len(parts) and all(

@@ -18,7 +18,11 @@ inference and its own metrics. Written once here:
   :meth:`WSLModule.extra_test_results` (the Localizer: ``pointing``, ``metric2``).
 - **The optimizer and scheduler** (:meth:`WSLModule.configure_optimizers`): ``_target_``
   configs; optimizer keys set to ``None`` are left out, and ``bias_weight_decay=false`` puts
-  the biases in a parameter group without weight decay (as WSDDN's ``wsddn_init.m``).
+  the biases in a parameter group without weight decay (as WSDDN's ``wsddn_init.m``), at
+  :attr:`WSLModule.bias_lr_mult` times the learning rate (a family that sets it: OICR/PCL's
+  ``model.bias_lr_mult``). A scheduler config with a ``schedulers`` list
+  (``torch.optim.lr_scheduler.ChainedScheduler``) builds each of them on the optimizer first
+  (:func:`build_scheduler`): e.g. pcl.pytorch's linear warm-up then its step decay.
 
 Metric names are one per quantity, the same for every family (README, "Metric names").
 
@@ -82,6 +86,7 @@ class WSLModule(pl.LightningModule):
 
     needs_proposals: bool = False  # whether a batch must carry each image's proposals
     corloc_on_test_split: bool = False  # report CorLoc on the ``test`` split too
+    bias_lr_mult: float = 1.0  # learning-rate factor of the biases (1: one group, as before)
 
     def __init__(
         self,
@@ -247,19 +252,37 @@ class WSLModule(pl.LightningModule):
         optimizer = hydra.utils.instantiate(settings, _partial_=True)(self.parameter_groups())
         if not self.scheduler_config:
             return optimizer
-        scheduler = hydra.utils.instantiate(self.scheduler_config, optimizer=optimizer)
+        scheduler = build_scheduler(self.scheduler_config, optimizer)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The trained parameters: one group, or, without ``bias_weight_decay``, the weights
-        and the biases (``weight_decay`` 0), as ``wsddn_init.m``."""
+        """The trained parameters: one group, or, without ``bias_weight_decay`` or with a
+        :attr:`bias_lr_mult` other than 1, the weights and the biases (``weight_decay`` 0
+        without ``bias_weight_decay``, as ``wsddn_init.m``; ``lr`` times ``bias_lr_mult``, as
+        Caffe's ``lr_mult: 2`` on biases and pcl.pytorch's ``SOLVER.BIAS_DOUBLE_LR``)."""
         trained = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-        if self.bias_weight_decay:
+        if self.bias_weight_decay and self.bias_lr_mult == 1:
             return [{"params": [p for _, p in trained]}]
-        return [
-            {"params": [p for n, p in trained if not n.endswith(".bias")]},
-            {"params": [p for n, p in trained if n.endswith(".bias")], "weight_decay": 0.0},
-        ]
+        biases: dict[str, Any] = {"params": [p for n, p in trained if n.endswith(".bias")]}
+        if not self.bias_weight_decay:
+            biases["weight_decay"] = 0.0
+        if self.bias_lr_mult != 1:
+            biases["lr"] = self.optimizer_config["lr"] * self.bias_lr_mult
+        return [{"params": [p for n, p in trained if not n.endswith(".bias")]}, biases]
+
+
+def build_scheduler(
+    config: Mapping[str, Any], optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The scheduler of ``config`` (a ``_target_`` config) on ``optimizer``. A ``schedulers``
+    list (``ChainedScheduler``) is built first, each on ``optimizer``, and passed built: Hydra's
+    recursion would build them without it."""
+    if "schedulers" not in config:
+        return hydra.utils.instantiate(config, optimizer=optimizer)
+    children = [build_scheduler(child, optimizer) for child in config["schedulers"]]
+    rest = {k: v for k, v in config.items() if k != "schedulers"}
+    # _partial_: Hydra would turn the built schedulers into configs
+    return hydra.utils.instantiate(rest, _partial_=True)(schedulers=children, optimizer=optimizer)
 
 
 def build_net(net: Mapping[str, Any] | None, default_target: str, num_classes: int) -> nn.Module:

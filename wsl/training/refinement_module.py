@@ -26,8 +26,14 @@ detections and the last stream's, which the box pictures draw side by side.
 
 **Optimizer.** ``refinement_lr_mult`` and ``refinement_bias_lr_mult`` multiply the learning rate
 of the streams' weights and biases (OICR's Caffe prototxt: 10 and 20 on ``ic_score*``;
-pcl.pytorch: 1 and 1, its optimizer's 2x on every bias aside). ``scheduler_interval: step`` steps
-the scheduler every optimizer step, so ``MultiStepLR`` milestones count iterations as the
+pcl.pytorch: 1 and 2, its optimizer's 2x on every bias). ``bias_lr_mult`` multiplies that of
+every other bias (WSDDN's and the backbone's): both codes use 2 (Caffe ``lr_mult: 2,
+decay_mult: 0`` on every bias of ppengtang/oicr ``models/VGG16/train.prototxt``, e.g. lines
+146-147; pcl.pytorch 0.4.0 ``lib/core/config.py`` lines 319 and 322, ``BIAS_DOUBLE_LR True``,
+``BIAS_WEIGHT_DECAY False``, applied in ``tools/train_net_step.py`` lines 282-289). The stream
+factors are the whole factor, not multiplied by ``bias_lr_mult`` (Caffe writes 20 for
+``ic_score`` biases, 2 x 10). ``scheduler_interval: step`` steps the scheduler every optimizer
+step, so ``MultiStepLR`` milestones and ``LinearLR`` warm-up iterations count iterations as the
 authors' solvers do.
 """
 
@@ -57,6 +63,8 @@ class RefinementModule(WSDDNModule):
         num_streams: the number K of refinement streams (the papers: 3).
         refinement_lr_mult: learning-rate factor of the streams' weights (OICR's Caffe: 10).
         refinement_bias_lr_mult: learning-rate factor of the streams' biases (OICR's Caffe: 20).
+        bias_lr_mult: learning-rate factor of the other biases (both authors' codes: 2; 1 keeps
+            WSDDN's single learning rate).
         scheduler_interval: ``epoch`` or ``step``: when the scheduler steps.
         bg_threshold: proposals whose best IoU with every seed or cluster centre is below
             this are ignored (weight 0; pcl.pytorch ``cfg.TRAIN.BG_THRESH``: 0.1); 0 keeps
@@ -73,14 +81,18 @@ class RefinementModule(WSDDNModule):
         refinement_bias_lr_mult: float = 1.0,
         scheduler_interval: str = "epoch",
         bg_threshold: float = BG_THRESHOLD,
+        bias_lr_mult: float = 1.0,
         **wsddn: Any,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown refinement method {method!r}; choose one of {list(METHODS)}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be epoch or step: {scheduler_interval!r}")
+        if bias_lr_mult <= 0:
+            raise ValueError(f"model.bias_lr_mult must be positive, got {bias_lr_mult}")
         super().__init__(class_names, **wsddn)
         self.save_hyperparameters()
+        self.bias_lr_mult = bias_lr_mult
         self.refinement = RefinementHeads(
             self.net.fc8c.in_features, len(self.class_names), num_streams
         )
@@ -135,9 +147,10 @@ class RefinementModule(WSDDNModule):
         return configured
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """WSDDN's groups without the streams, then the streams' weights and biases at
-        ``refinement_lr_mult`` and ``refinement_bias_lr_mult`` times the base learning rate
-        (biases without weight decay unless ``bias_weight_decay``)."""
+        """WSDDN's groups without the streams (its biases at ``bias_lr_mult``), then the
+        streams' weights and biases at ``refinement_lr_mult`` and ``refinement_bias_lr_mult``
+        times the base learning rate (biases without weight decay unless
+        ``bias_weight_decay``)."""
         refinement = [
             (n, p)
             for n, p in self.named_parameters()
