@@ -184,6 +184,8 @@ def test_paper_experiments_compose_with_the_authors_settings(
     assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 1e-3
     assert (model.bias_lr_mult, model.bias_weight_decay) == (2.0, False)  # lr_mult 2, decay 0
     assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
+    # Caffe OICR's layer: all of IoU < 0.5 weighted background; pcl.pytorch: BG_THRESH 0.1
+    assert model.bg_threshold == (0.0 if method == "oicr" else 0.1)
     assert model.inference.nms_iou == 0.3
     assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
 
