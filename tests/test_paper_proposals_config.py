@@ -45,7 +45,7 @@ def test_paper_configs_use_edgeboxes_with_scores(
         "test": edgeboxes.format("test"),
     }
     assert dict(cfg.data.proposal_filter) == {
-        "min_size": 21, "remove_duplicates": True, "max_per_image": None,
+        "min_size": 21, "remove_duplicates": True, "max_per_image": None, "dedup_scale": None,
     }  # fmt: skip
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("test")

@@ -150,6 +150,10 @@ class VOCDataModule(pl.LightningDataModule):
         """Proposal settings of ``split`` for :class:`VOCIndex` (none: image-level data)."""
         return {}
 
+    def train_dedup_scale(self) -> float | None:
+        """The scale at which a training set deduplicates its proposals (none here)."""
+        return None
+
     def dataset(self, split: str, train: bool = False) -> VOCDataset:
         """The dataset of ``split`` with the train or eval transform (read once, cached)."""
         key = f"{split}:{'train' if train else 'eval'}"
@@ -157,7 +161,12 @@ class VOCDataModule(pl.LightningDataModule):
             index = next((d.index for d in self.datasets.values() if d.index.split == split), None)
             index = index or self.build_index(split)
             transform = self.train_transform if train else self.eval_transform
-            self.datasets[key] = VOCDataset(index, transform, with_proposals=self.with_proposals)
+            self.datasets[key] = VOCDataset(
+                index,
+                transform,
+                with_proposals=self.with_proposals,
+                dedup_scale=self.train_dedup_scale() if train else None,
+            )
         return self.datasets[key]
 
     @property
@@ -254,3 +263,7 @@ class VOCProposalsDataModule(VOCDataModule):
             "proposals": self.proposals.for_split(split),
             "proposal_filter": self.proposal_filter,
         }
+
+    def train_dedup_scale(self) -> float | None:
+        """``data.proposal_filter.dedup_scale``, see :class:`~wsl.data.proposals.ProposalFilter`."""
+        return self.proposal_filter.dedup_scale

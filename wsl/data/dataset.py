@@ -12,7 +12,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
 from wsl.data.voc import VOCIndex, read_rgb
-from wsl.structures.boxes import continuous_to_inclusive, inclusive_to_continuous
+from wsl.structures.boxes import continuous_to_inclusive, inclusive_to_continuous, unique_at_scale
 
 Sample = dict[str, Any]
 
@@ -28,6 +28,10 @@ class VOCDataset(Dataset):
 
     An image that fails to decode raises :class:`DataError`, or returns ``None`` with
     ``data.on_error=skip`` (the collate function drops it).
+
+    ``dedup_scale`` (training sets, ``data.proposal_filter.dedup_scale``): after the transform,
+    of the proposals whose coordinates times it round alike, only the first is kept (with its
+    score), as OICR's and PCL's ``DEDUP_BOXES``.
     """
 
     def __init__(
@@ -35,12 +39,14 @@ class VOCDataset(Dataset):
         index: VOCIndex,
         transform: Callable[[Sample], Sample] | None = None,
         with_proposals: bool = False,
+        dedup_scale: float | None = None,
     ) -> None:
         if with_proposals and any(r.proposals is None for r in index.records):
             raise ValueError("with_proposals=True needs a VOCIndex built with proposals")
         self.index = index
         self.transform = transform
         self.with_proposals = with_proposals
+        self.dedup_scale = dedup_scale
 
     def __len__(self) -> int:
         return len(self.index)
@@ -84,4 +90,9 @@ class VOCDataset(Dataset):
         if self.with_proposals:
             scores = record.proposals.scores
             sample["proposal_scores"] = None if scores is None else torch.from_numpy(scores)
+            if self.dedup_scale is not None:
+                keep = unique_at_scale(sample["proposals"], self.dedup_scale)
+                sample["proposals"] = sample["proposals"][keep]
+                if scores is not None:
+                    sample["proposal_scores"] = sample["proposal_scores"][keep]
         return sample

@@ -389,15 +389,29 @@ class ProposalFilter:
         remove_duplicates: drop exact repeats of a box, keeping the first.
         max_per_image: keep the top k (by score when there are scores, else file order);
             ``None`` keeps all.
+        dedup_scale: also keep, of the proposals of a *training* image whose coordinates
+            times this round to the same integers on the resized (and flipped) network input,
+            only the first, as OICR's and PCL's code (``DEDUP_BOXES`` 1/8: boxes that fall on
+            the same cells of the stride-8 map; ppengtang/oicr ``lib/fast_rcnn/config.py``
+            line 89, pcl.pytorch 0.4.0 ``lib/core/config.py`` line 411). It depends on the
+            drawn scale, so it runs after the train transform
+            (:func:`~wsl.structures.boxes.unique_at_scale`); evaluation keeps every proposal
+            (the authors score the deduplicated boxes and copy the scores back to all, which
+            changes no refinement stream's per-region score). ``None``: off.
     """
 
     min_size: int = 20
     remove_duplicates: bool = True
     max_per_image: int | None = 2000
+    dedup_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
             raise ValueError(f"proposal_filter.min_size={self.min_size} must be >= 0")
+        if self.dedup_scale is not None and not self.dedup_scale > 0:
+            raise ValueError(
+                f"proposal_filter.dedup_scale={self.dedup_scale} must be positive or null"
+            )
         if self.max_per_image is not None and self.max_per_image < 1:
             raise ValueError(
                 f"proposal_filter.max_per_image={self.max_per_image} must be >= 1 or null"

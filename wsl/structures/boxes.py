@@ -39,6 +39,21 @@ def boxes_to_original(boxes: Tensor, input_size: Size, original_size: Size) -> T
     return continuous_to_inclusive(inclusive_to_continuous(boxes) * scale)
 
 
+def unique_at_scale(boxes: Tensor, scale: float) -> Tensor:
+    """Indices (ascending) of the first of each group of ``boxes`` (K, 4) whose coordinates
+    times ``scale`` round to the same integers: the boxes left after the Fast R-CNN-style
+    deduplication of ``DEDUP_BOXES`` (ppengtang/oicr ``lib/roi_data_layer/minibatch.py`` lines
+    41-46, pcl.pytorch 0.4.0 ``lib/roi_data/minibatch.py`` lines 42-47: ``np.round(rois *
+    1/8)`` hashed, one box per hash). Rounding is half to even, as ``np.round``."""
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    rounded = torch.round(boxes * scale)
+    _, group = torch.unique(rounded, dim=0, return_inverse=True)
+    first = torch.full((int(group.max()) + 1,), len(boxes), dtype=torch.long, device=boxes.device)
+    first = first.scatter_reduce(0, group, torch.arange(len(boxes), device=boxes.device), "amin")
+    return first.sort().values
+
+
 def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
     """Inclusive boxes (K, 4) of an image ``width`` pixels wide, after a horizontal flip."""
     x1, y1, x2, y2 = boxes.unbind(dim=1)
