@@ -69,6 +69,14 @@ def test_labels_voc_convention_ignores_difficult_only_classes(tmp_path: Path) ->
         image_labels(ann, VOC_CLASSES, difficult_labels="wrong")
 
 
+def test_labels_authors_convention_makes_difficult_only_classes_negative(tmp_path: Path) -> None:
+    """OICR's and PCL's code drops difficult objects before making labels."""
+    ann = parse_voc_xml(write(tmp_path, XML), VOC_CLASSES)
+    labels, weights = image_labels(ann, VOC_CLASSES, difficult_labels="negative")
+    assert np.flatnonzero(labels).tolist() == [8]  # chair has an easy instance; dog is negative
+    assert weights.tolist() == [1.0] * 20  # ... and counts, unlike "ignore"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [

@@ -180,6 +180,7 @@ def test_paper_experiments_compose_with_the_authors_settings(
     steps_config = model.scheduler.schedulers[-1] if method == "pcl" else model.scheduler
     assert steps_config.milestones == [milestone] and model.scheduler_interval == "step"
     assert cfg.trainer.max_steps == steps and cfg.data.batch_size == 2
+    assert cfg.data.difficult_labels == "negative"  # both codes drop difficult objects
     # lr halved for the summed batch of 2, so the weight decay doubles (lr * wd as the authors')
     assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 1e-3
     assert (model.bias_lr_mult, model.bias_weight_decay) == (2.0, False)  # lr_mult 2, decay 0

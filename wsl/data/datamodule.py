@@ -95,7 +95,8 @@ class VOCDataModule(pl.LightningDataModule):
         train_split, val_split, test_split: image sets used for fit, validation and test.
         classes: class names in label order, each a plain name (checked here, the one place
             ``data.classes`` enters); ``None`` reads ``classes.txt`` or uses VOC's 20.
-        difficult_labels: ``positive`` (any instance) or ``ignore`` (VOC classification).
+        difficult_labels: ``positive`` (any instance), ``ignore`` (VOC classification) or
+            ``negative`` (difficult objects dropped, as OICR's and PCL's code).
         on_error: ``raise`` on bad input, or ``skip`` the image (logged and counted).
         verify_images: ``header``, ``full`` or ``none`` image checks at setup.
         batch_size, num_workers: DataLoader settings (``num_workers`` processes decode).

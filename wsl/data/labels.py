@@ -1,11 +1,18 @@
 """Image-level labels: a vector of C classes per image, derived from its objects.
 
-Two conventions, chosen by ``data.difficult_labels``:
+Three conventions, chosen by ``data.difficult_labels``:
 
-- ``positive`` (default, OICR/PCL practice): a class is positive if the image holds any
-  instance of it, difficult ones included.
-- ``ignore`` (VOC classification devkit): a class whose only instances are difficult is
-  neither positive nor negative; its weight is 0 so losses and metrics skip it.
+- ``positive`` (default): a class is positive if the image holds any instance of it,
+  difficult ones included.
+- ``ignore`` (VOC classification devkit; WSDDN's released code): a class whose only instances
+  are difficult is neither positive nor negative; its weight is 0 so losses and metrics skip
+  it.
+- ``negative`` (OICR's and PCL's code): difficult objects are dropped before the labels are
+  made, so a class whose only instances are difficult is negative (label 0, weight 1): Caffe
+  OICR ``lib/datasets/pascal_voc.py`` lines 167-174 with ``use_diff: False`` (line 50), as
+  PCL's Caffe branch (``pcl``, the same lines); pcl.pytorch 0.4.0
+  ``lib/datasets/json_dataset.py`` lines 194-195 drops the objects its COCO-format VOC
+  annotation files mark ``ignore`` (files not in the repository).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import numpy as np
 
 from wsl.data.annotations import VOCAnnotation
 
-DIFFICULT_LABEL_CHOICES = ("positive", "ignore")
+DIFFICULT_LABEL_CHOICES = ("positive", "ignore", "negative")
 
 
 def image_labels(
@@ -35,8 +42,9 @@ def image_labels(
     for obj in annotation.objects:
         labels[index[obj.name]] = 1.0
         has_easy[index[obj.name]] |= not obj.difficult
-    if difficult_labels == "ignore":
-        difficult_only = (labels == 1.0) & ~has_easy
+    difficult_only = (labels == 1.0) & ~has_easy
+    if difficult_labels != "positive":
         labels[difficult_only] = 0.0
+    if difficult_labels == "ignore":
         weights[difficult_only] = 0.0
     return labels, weights

@@ -68,7 +68,7 @@ class VOCIndex:
         split: image set name (``train``, ``val``, ``trainval``, ``test``, or any other
             ``ImageSets/Main/<split>.txt``).
         classes: class names in label order; ``None`` reads ``classes.txt`` or uses VOC's 20.
-        difficult_labels: ``positive`` or ``ignore`` (see :mod:`wsl.data.labels`).
+        difficult_labels: ``positive``, ``ignore`` or ``negative`` (see :mod:`wsl.data.labels`).
         proposals: where proposals come from, or ``None`` for image-level data only.
         proposal_filter: min size, duplicates and top-k applied to every image's proposals.
         on_error: ``raise`` a :class:`DataError`, or ``skip`` the image (logged, counted).
