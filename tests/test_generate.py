@@ -336,5 +336,10 @@ def test_parts_objects_have_a_head_on_a_muted_body_and_part_proposals() -> None:
     assert np.abs(head_centre - styles[0].colour).max() < 40  # noise 4, jitter 6
     assert np.abs(body_foot - muted).max() < 40 and np.abs(body_foot - styles[0].colour).max() > 50
     proposals = torch.as_tensor(generate._proposals(rng, objects, 128, 120, 50), dtype=torch.float)
-    for box in (head, body, gt):  # tight proposals around each part and the whole object
+    growth = [np.array(b) for b in generate._growth_boxes(obj)]
+    for box in (head, body, gt, *growth):  # tight proposals around the parts, whole, growth
         assert box_iou(torch.as_tensor(box[None], dtype=torch.float), proposals).max() > 0.75
+    # the growth boxes chain the head to the whole by IoU >= 0.5 steps; the head alone does not
+    chain = torch.as_tensor(np.stack([head, *growth, gt]), dtype=torch.float)
+    steps = box_iou(chain[:-1], chain[1:]).diagonal()
+    assert len(growth) == 2 and (steps >= 0.5).all() and box_iou(chain[:1], chain[-1:]) < 0.4

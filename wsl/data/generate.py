@@ -72,6 +72,7 @@ MAX_CLASSES = 20
 DIFFICULT_SIDE = 12  # an object whose visible box has sqrt(width * height) below this is difficult
 MIN_OBJECT_SIDE = 20  # objects that are not meant to be difficult are drawn at least this large
 DIFFICULTIES = ("easy", "medium", "hard", "parts")
+GROWTH = (1 / 3, 2 / 3)  # growth boxes: how far each edge goes from a head's box to its object's
 BODY_MUTING = 0.6  # a two-part object's body: its class colour mixed this much with mid-gray
 JPEG_QUALITY = 90
 _MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by wsl.data.generate"
@@ -111,7 +112,7 @@ LOOKS = {
 @dataclass(frozen=True)
 class GeneratedObject:
     """One drawn object; ``box`` is its visible extent, 0-based inclusive ``x1, y1, x2, y2``;
-    ``parts`` the visible extents of its parts (two-part objects: head, body; else none)."""
+    ``parts`` the visible extents of its parts (two-part objects: body, head; else none)."""
 
     class_index: int
     box: tuple[int, int, int, int]
@@ -357,13 +358,14 @@ def _proposals(
 ) -> np.ndarray:
     """About ``count`` unique, shuffled boxes (0-based inclusive xyxy, ints) inside the image.
 
-    Around every object and every part of one: a few tight boxes (each edge moved by at most
-    6 % of the object's side, so IoU >= 0.77) and looser ones; one box around each pair of
-    objects; the rest random, of log-uniform size and aspect ratio 1:3 to 3:1.
+    Around every object and every part of one, and every growth box of a two-part object
+    (:func:`_growth_boxes`): a few tight boxes (each edge moved by at most 6 % of the box's
+    side, so IoU >= 0.77) and looser ones; one box around each pair of objects; the rest
+    random, of log-uniform size and aspect ratio 1:3 to 3:1.
     """
     boxes = []
     n_tight, n_loose = max(2, round(0.03 * count)), max(2, round(0.08 * count))
-    for box in [b for obj in objects for b in (obj.box, *obj.parts)]:
+    for box in [b for obj in objects for b in (obj.box, *obj.parts, *_growth_boxes(obj))]:
         gt = np.array(box, dtype=float)
         sides = np.tile(gt[2:] - gt[:2] + 1, 2)
         limit = np.floor(0.06 * sides)
@@ -390,6 +392,19 @@ def _proposals(
     _, first = np.unique(boxes, axis=0, return_index=True)
     boxes = boxes[np.sort(first)][: max(count, n_object)]  # object boxes come first: all kept
     return boxes[rng.permutation(len(boxes))]
+
+
+def _growth_boxes(obj: GeneratedObject) -> list[tuple[int, int, int, int]]:
+    """Boxes that grow from a two-part object's head to the whole object: every edge a third
+    and two thirds of the way from the head's box to the object's (about 0.5 and 0.7 of the
+    object's area). Selective search proposes such boxes when it merges the head with the
+    adjacent body region by region; they chain the part to the whole (head -> first: IoU
+    ~0.6, first -> second ~0.7, second -> object ~0.7), the overlaps that OICR's and PCL's
+    IoU >= 0.5 positives climb. None for an object with fewer than two visible parts."""
+    if len(obj.parts) != 2:
+        return []
+    head, whole = np.array(obj.parts[1], dtype=float), np.array(obj.box, dtype=float)
+    return [tuple(np.rint(head + t * (whole - head)).astype(int).tolist()) for t in GROWTH]
 
 
 def _image_classes(rng: np.random.Generator, first: int, num_classes: int) -> list[int]:
