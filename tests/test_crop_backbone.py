@@ -31,7 +31,7 @@ def test_crops_are_one_centred_object_per_class_in_turn_and_repeat_per_seed() ->
 
 @pytest.mark.slow  # about 2 minutes: the command's own crops and budget
 def test_backbone_learns_the_classes() -> None:
-    _, facts = train_backbone(epochs=3)
+    _, facts = train_backbone()
     assert facts["untrained_held_out_accuracy"] < 0.5  # 4 classes: chance 0.25
     assert facts["held_out_accuracy"] > 0.9
 

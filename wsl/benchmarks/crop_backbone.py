@@ -67,7 +67,7 @@ def train_backbone(
     num_crops: int = 2000,
     num_held_out: int = 400,
     size: int = 112,
-    epochs: int = 4,
+    epochs: int = 3,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A torchvision AlexNet trained on crops ``0 .. num_crops - 1`` of ``seed`` and its
     accuracy on the next ``num_held_out`` crops (and other facts of the run)."""
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--crops", type=int, default=2000, help="training crops")
     parser.add_argument("--held-out", type=int, default=400, help="held-out crops")
     parser.add_argument("--size", type=int, default=112, help="crop side in pixels")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model, facts = train_backbone(
