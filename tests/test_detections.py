@@ -12,6 +12,7 @@ from wsl.structures.boxes import hflip_boxes
 from wsl.training.detections import (
     DetectionConfig,
     TTAConfig,
+    longest_side_size,
     region_detections,
     shortest_side_size,
     view_of_batch,
@@ -97,6 +98,26 @@ def test_view_size_is_the_data_transforms_size(
     assert shortest_side_size(size, scale, max_size) == tuple(resized.shape[-2:])
 
 
+@pytest.mark.parametrize(
+    ("size", "scale", "expected"),
+    # the longer side becomes the scale, the shorter int(scale * short / long)
+    [((375, 500), 1200, (900, 1200)), ((500, 333), 1200, (1200, 799)),
+     ((400, 400), 480, (480, 480)), ((101, 37), 50, (50, 18))],
+)  # fmt: skip
+def test_longest_side_view_size_is_the_data_transforms_size(
+    size: tuple[int, int], scale: int, expected: tuple[int, int]
+) -> None:
+    resized = v2.Resize(size=None, max_size=scale)(torch.zeros(3, *size))
+    assert longest_side_size(size, scale) == expected == tuple(resized.shape[-2:])
+
+
+def test_tta_resize_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"model\.tta\.resize='longer' is not valid"):
+        TTAConfig(resize="longer")
+    with pytest.raises(ValueError, match=r"model\.tta\.max_size=2000 caps it for shortest_side"):
+        TTAConfig(scales=[480], max_size=2000, resize="longest_side")
+
+
 def test_views_cover_every_scale_and_flip() -> None:
     assert TTAConfig().views() == [(None, False)]
     assert TTAConfig(flip=True).views() == [(None, False), (None, True)]
@@ -137,6 +158,17 @@ def test_flipped_view_moves_boxes_with_the_pixels(batch: dict) -> None:
         assert box_of_mask(images[i, 0]) == proposals[i][0].tolist()
         assert images[i, :, height:].abs().sum() == 0 and images[i, :, :, width:].abs().sum() == 0
     assert proposals[1].tolist() == [[0.0, 1.0, 5.0, 4.0]]  # 16 - 1 - [15, 10]
+
+
+def test_longest_side_view_scales_the_longer_side_of_the_original(batch: dict) -> None:
+    images, proposals = view_of_batch(
+        batch["image"], batch["proposals"], batch["input_size"], batch["original_size"],
+        64, False, resize="longest_side",
+    )  # fmt: skip
+    # 40x60 -> longer side 64: int(64 * 40 / 60) = 42 x 64; 20x32 -> 40x64 (4x its 10x16 input)
+    assert images.shape == (2, 3, 42, 64)
+    assert proposals[1].tolist() == [[40.0, 4.0, 63.0, 19.0]]  # [a, b] -> [4a, 4b + 3]
+    assert box_of_mask(images[1, 0] > 0.5) == proposals[1][0].tolist()
 
 
 def test_scaled_view_resizes_each_image_from_its_original_size(batch: dict) -> None:

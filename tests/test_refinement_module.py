@@ -189,6 +189,10 @@ def test_paper_experiments_compose_with_the_authors_settings(
     assert model.bg_threshold == (0.0 if method == "oicr" else 0.1)
     assert model.inference.nms_iou == 0.3
     assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
+    # both codes test at the LONGER side; pcl.pytorch trains on it too, Caffe OICR on the shorter
+    assert (model.tta.resize, model.tta.max_size) == ("longest_side", None)
+    train_resize = "longest_side" if method == "pcl" else "shortest_side"
+    assert cfg.data.train_transform.resize == train_resize
 
 
 @pytest.mark.parametrize("method", ["oicr", "pcl"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -59,3 +60,16 @@ def test_square_resize_multi_scale_and_normalisation() -> None:
     black = out["image"][:, -1, -1]  # a black pixel becomes -mean/std
     assert torch.allclose(black[0], torch.tensor(-IMAGENET_MEAN[0] / 0.229), atol=1e-4)
     assert out["image"].dtype == torch.float32
+
+
+def test_longest_side_scales_the_longer_side_and_the_box() -> None:
+    """OICR's Caffe test and pcl.pytorch scale the longer side: 100x60 -> 200x120."""
+    out = build_transform(resize="longest_side", scales=[200], max_size=None)(sample())
+    assert tuple(out["image"].shape[-2:]) == (120, 200)
+    box = continuous_to_inclusive(out["boxes"].as_subclass(torch.Tensor))[0]
+    assert box.tolist() == [20.0, 10.0, 59.0, 49.0]  # pixels [a, b] -> [2a, 2b + 1]
+
+
+def test_longest_side_refuses_a_max_size() -> None:
+    with pytest.raises(ValueError, match="max_size=2000 caps it for shortest_side only"):
+        build_transform(resize="longest_side", scales=[1200], max_size=2000)

@@ -17,7 +17,9 @@ scores over 5 scales and their horizontal flips. The batch holds each image once
 resized (and normalized) by the data's eval transform, zero-padded at the bottom and right.
 A view of scale ``s`` re-resizes each image's unpadded part with ``F.interpolate`` (bilinear,
 antialiased, as ``transforms.v2.Resize``) to the size the data's ``shortest_side`` resize
-would give the image on disk (shorter side ``s``, longer side at most ``max_size``); resizing
+would give the image on disk (shorter side ``s``, longer side at most ``max_size``), or, with
+``resize="longest_side"``, its ``longest_side`` resize (longer side ``s``: OICR's Caffe test
+``lib/fast_rcnn/test.py`` lines 38-45, pcl.pytorch ``lib/utils/blob.py`` lines 129-136); resizing
 commutes with the per-channel normalization, so this equals resizing before normalizing up to
 uint8 rounding, but detail lost to a smaller eval scale is not recovered: make the eval scale
 the largest TTA scale. A flipped view is ``torch.flip`` of the image along its width and maps
@@ -96,17 +98,41 @@ def shortest_side_size(size: Size, scale: int, max_size: int | None = None) -> S
     return int(height * ratio), int(width * ratio)
 
 
+def longest_side_size(size: Size, scale: int) -> Size:
+    """``(height, width)`` of an image of ``size`` resized to longer side ``scale``, the
+    shorter rounded down, as ``transforms.v2.Resize(size=None, max_size=scale)`` does."""
+    height, width = size
+    short = int(scale * min(height, width) / max(height, width))
+    return (scale, short) if height >= width else (short, scale)
+
+
+TTA_RESIZE_CHOICES = ("shortest_side", "longest_side")
+
+
 @dataclass(frozen=True)
 class TTAConfig:
     """The views whose region scores are averaged at test time (see the module docstring).
 
-    ``scales``: shorter sides of the views (empty: the batch's own size only); ``max_size``:
-    cap on their longer side; ``flip``: add the horizontal flip of every view.
+    ``scales``: shorter sides of the views (empty: the batch's own size only), or their longer
+    sides with ``resize="longest_side"``; ``max_size``: cap on their longer side
+    (``shortest_side`` only); ``flip``: add the horizontal flip of every view.
     """
 
     scales: Sequence[int] = ()
     max_size: int | None = None
     flip: bool = False
+    resize: str = "shortest_side"
+
+    def __post_init__(self) -> None:
+        if self.resize not in TTA_RESIZE_CHOICES:
+            raise ValueError(
+                f"model.tta.resize={self.resize!r} is not valid; choose one of {TTA_RESIZE_CHOICES}"
+            )
+        if self.resize == "longest_side" and self.max_size is not None:
+            raise ValueError(
+                f"model.tta.resize=longest_side sets the longer side to each scale; "
+                f"model.tta.max_size={self.max_size} caps it for shortest_side only: set it to null"
+            )
 
     def views(self) -> list[tuple[int | None, bool]]:
         """``(scale, flipped)`` of every view; scale ``None`` is the batch's own size."""
@@ -122,16 +148,23 @@ def view_of_batch(
     scale: int | None,
     flipped: bool,
     max_size: int | None = None,
+    resize: str = "shortest_side",
 ) -> tuple[Tensor, list[Tensor]]:
     """A padded batch's images (N, 3, H, W) and proposals (inclusive, input pixels) in the view
-    ``(scale, flipped)``: the new padded images and each image's proposals in them."""
+    ``(scale, flipped)``: the new padded images and each image's proposals in them. ``scale``
+    is the view's shorter side, or its longer side with ``resize="longest_side"``."""
     if scale is None and not flipped:
         return images, list(proposals)
     views, boxes = [], []
     for image, props, input_size, original_size in zip(
         images, proposals, input_sizes, original_sizes, strict=True
     ):
-        size = input_size if scale is None else shortest_side_size(original_size, scale, max_size)
+        if scale is None:
+            size = input_size
+        elif resize == "longest_side":
+            size = longest_side_size(original_size, scale)
+        else:
+            size = shortest_side_size(original_size, scale, max_size)
         view = image[:, : input_size[0], : input_size[1]]
         if tuple(size) != tuple(input_size):
             view = F.interpolate(view[None], size=size, mode="bilinear", antialias=True)[0]

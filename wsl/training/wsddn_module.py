@@ -228,6 +228,7 @@ class WSDDNModule(WSLModule):
                 scale,
                 flipped,
                 self.tta.max_size,
+                resize=self.tta.resize,
             )
             output = self(images, proposals, batch.get("proposal_scores"))
             regions, image = scorer(output), output.image_scores.float()
