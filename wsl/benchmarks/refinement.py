@@ -62,9 +62,7 @@ def train_command(
     """``wsl.train`` for ``experiment=<method>_demo`` on ``root`` for ``2 epochs`` epochs, with
     a checkpoint after ``epochs`` and at the end (``last.ckpt``); from ``weights`` (conv1
     frozen) or from scratch."""
-    backbone = (
-        [f"model.net.weights={weights}", "model.net.freeze_conv1=true"] if weights else []
-    )
+    backbone = [f"model.net.weights={weights}", "model.net.freeze_conv1=true"] if weights else []
     checkpoint = (
         "callbacks.model_checkpoint={_target_: pytorch_lightning.callbacks.ModelCheckpoint, "
         f"dirpath: {run_dir}/checkpoints, filename: 'epoch_{{epoch:03d}}', "
@@ -96,7 +94,6 @@ def train_and_score(
     }
     shutil.rmtree(checkpoints)
     return scores
-
 
 
 def reported(scores: dict[str, Any]) -> dict[str, float]:
@@ -155,8 +152,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=8, help="the budget; also run to twice it")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--backbone", choices=BACKBONES, default="crops")
-    parser.add_argument("--backbone-file", type=Path, default=None,
-                        help="a crop_backbone state dict (default: trained into --workdir)")
+    parser.add_argument(
+        "--backbone-file",
+        type=Path,
+        default=None,
+        help="a crop_backbone state dict (default: trained into --workdir)",
+    )
     parser.add_argument("--trainval", type=int, default=96, help="generated trainval images")
     parser.add_argument("--test", type=int, default=64, help="generated test images")
     parser.add_argument("--proposals", type=int, default=50, help="generated proposals per image")

@@ -39,9 +39,9 @@ def score_sources(module: Any) -> dict[str, Scorer]:
     sources: dict[str, Scorer] = {"WSDDN": lambda output: output.region_scores.float()}
     if hasattr(module, "stream_scores"):
         for k in range(len(module.refinement.streams)):
-            sources[f"stream {k + 1}"] = (
-                lambda output, k=k: module.stream_scores(output)[k][:, 1:].float()
-            )
+            sources[f"stream {k + 1}"] = lambda output, k=k: module.stream_scores(output)[k][
+                :, 1:
+            ].float()
     sources["detections"] = module.region_scores_for_detection
     return sources
 
