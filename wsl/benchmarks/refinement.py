@@ -5,19 +5,21 @@ from scratch.
     python -m wsl.benchmarks.refinement --seeds 3 --backbone scratch --out scratch.json
 
 Generates a data set (``wsl.data.generate``; ``--difficulty`` and ``--proposals`` set how hard;
-default ``parts``: objects whose discriminative head covers a third of them, the case
-refinement is meant for). With ``--backbone crops`` (the default) the networks start from an
-AlexNet trained with full labels on object-centric crops of the same classes
+default ``parts``: objects whose discriminative head covers a third of them, the case refinement
+is meant for). With ``--backbone crops`` (the default) the networks start from an AlexNet
+trained with full labels on object-centric crops of the same classes
 (:mod:`wsl.benchmarks.crop_backbone`, this project's ImageNet; made once into ``--workdir`` or
 read from ``--backbone-file``), conv1 frozen as Fast R-CNN; with ``--backbone scratch`` from
 random weights. For every method and seed it runs ``python -m wsl.train
 experiment=<method>_demo`` in its own process (the demos differ only in the model and its
-method's loss: same data, transforms, Adam, budget) for ``2 x --epochs`` epochs, keeping the
-checkpoint after ``--epochs`` epochs too: the learning rate is constant, so that checkpoint is
-the ``--epochs`` run. Both checkpoints are scored (:mod:`wsl.benchmarks.stream_scores`) on
-test (detection mAP) and trainval (CorLoc; median top-box area over GT area,
-:mod:`wsl.benchmarks.top_boxes`: about 0.3 when the top boxes sit on the heads, 1 on whole
-objects), every score source on its own (WSDDN's, each stream's, the detections').
+method's own recipe: the MIL loss averaged over classes for OICR and PCL, as their code, and
+each one's background rule; same data, transforms, Adam, budget) for ``2 x --epochs`` epochs,
+keeping the checkpoint after ``--epochs`` epochs too: the learning rate is constant, so that
+checkpoint is the ``--epochs`` run. Both checkpoints are scored
+(:mod:`wsl.benchmarks.stream_scores`) on test (detection mAP) and trainval (CorLoc; median
+top-box area over GT area, :mod:`wsl.benchmarks.top_boxes`: about 0.3 when the top boxes sit on
+the heads, 1 on whole objects), every score source on its own (WSDDN's, each stream's, the
+detections').
 
 Prints, per budget, the mean ± std over the seeds per method and each method's gain over
 WSDDN: the ratio of its value to WSDDN's of the same seed, as mean ± standard error over the
