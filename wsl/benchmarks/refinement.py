@@ -129,18 +129,24 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, An
 
 def table(summary: dict[str, dict[str, Any]], num_seeds: int, epochs: int) -> str:
     """A Markdown table: per method, each quantity as mean ± std over the seeds, then the
-    gains over WSDDN as mean ± standard error."""
+    gains over WSDDN as mean ± standard error (one seed: the values alone)."""
     headers = [header for _, header in REPORTED.values()]
     headers += [f"{REPORTED[name][1].split(' (')[0]} / WSDDN's" for name in GAINS]
+    seeds = f"{num_seeds} seed{'s' if num_seeds != 1 else ''}"
     lines = [
-        f"| method ({num_seeds} seeds, {epochs} epochs) | {' | '.join(headers)} |",
+        f"| method ({seeds}, {epochs} epochs) | {' | '.join(headers)} |",
         "|---" * (len(headers) + 1) + "|",
     ]
+
+    def cell(value: list[float], digits: int, unit: str = "") -> str:
+        spread = f" ± {value[1]:.{digits}f}" if num_seeds > 1 else ""
+        return f"{value[0]:.{digits}f}{unit}{spread}"
+
     for method, metrics in summary.items():
-        cells = [f"{metrics[n][0]:.3f} ± {metrics[n][1]:.3f}" for n in REPORTED]
+        cells = [cell(metrics[n], 3) for n in REPORTED]
         for name in GAINS:
             gain = metrics.get(f"gain_{name}")
-            cells.append(f"{gain[0]:.2f}x ± {gain[1]:.2f}" if gain else "")
+            cells.append(cell(gain, 2, "x") if gain else "")
         lines.append(f"| {method} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
