@@ -21,7 +21,8 @@ larger objects of two parts, the class shape as a *head* on a *body* (an ellipse
 colour muted towards gray). The head is the discriminative part but covers only about 30 %
 of the object's box, the case of WSDDN's best known failure (its top box on the most
 discriminative part), which OICR and PCL set out to fix; proposals then include boxes around
-each part, as selective search gives them.
+each part and boxes growing from the head to the whole object, as selective search gives them
+(:func:`_growth_boxes`).
 
 The proposals are **synthetic**: boxes drawn to mimic selective search's recall (a few
 tight boxes around every object, IoU >= 0.77 by construction, looser ones around it,
