@@ -123,6 +123,7 @@ WARM_THEN_STEP = (
 )
 
 
+@pytest.mark.slow  # two training runs (18 s); make test resumes other runs in test_resume_checks
 def test_a_checkpoint_with_a_chained_scheduler_resumes_its_schedule(
     generated_root: Path, tmp_path: Path
 ) -> None:
