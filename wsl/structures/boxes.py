@@ -45,13 +45,9 @@ def unique_at_scale(boxes: Tensor, scale: float) -> Tensor:
     deduplication of ``DEDUP_BOXES`` (ppengtang/oicr ``lib/roi_data_layer/minibatch.py`` lines
     41-46, pcl.pytorch 0.4.0 ``lib/roi_data/minibatch.py`` lines 42-47: ``np.round(rois *
     1/8)`` hashed, one box per hash). Rounding is half to even, as ``np.round``."""
-    if len(boxes) == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    rounded = torch.round(boxes * scale)
-    _, group = torch.unique(rounded, dim=0, return_inverse=True)
-    first = torch.full((int(group.max()) + 1,), len(boxes), dtype=torch.long, device=boxes.device)
-    first = first.scatter_reduce(0, group, torch.arange(len(boxes), device=boxes.device), "amin")
-    return first.sort().values
+    rounded = torch.round(boxes * scale).cpu().numpy().reshape(-1, 4)
+    _, first = np.unique(rounded, axis=0, return_index=True)  # first of each, as the filter's
+    return torch.from_numpy(np.sort(first)).to(boxes.device)
 
 
 def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
