@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.test_checkpoint_files import command
 from tests.test_config import compose_cfg
-from wsl.benchmarks.stream_scores import score_checkpoint
+from wsl.benchmarks.stream_scores import detections_by_source, score_checkpoint, score_sources
 from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc
 from wsl.drawing import draw_boxes
@@ -259,3 +259,15 @@ def test_box_pictures_show_wsddn_beside_the_last_stream(tiny_root: Path, tmp_pat
         for left in (0, width + 12):  # each title band holds dark text on white
             band = picture[:30, left : left + width]
             assert (band < 100).all(axis=-1).any() and (band == 255).all(axis=-1).mean() > 0.8
+
+
+def test_stream_scores_detects_every_source_as_detect_does(tiny_root: Path, tmp_path: Path) -> None:
+    """One forward pass per view for all sources gives what ``detect`` gives for each alone."""
+    batch, module = batch_and_module("oicr", tiny_root, tmp_path)
+    sources = score_sources(module)
+    got = detections_by_source(module, batch, sources)
+    assert list(got) == ["WSDDN", "stream 1", "stream 2", "stream 3", "detections"]
+    for name, scorer in sources.items():
+        for image, want in zip(got[name], module.detect(batch, scorer=scorer), strict=True):
+            for g, w in zip(image, want, strict=True):
+                torch.testing.assert_close(g, w)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import open_dict
 from torch import Tensor
 
@@ -29,7 +30,8 @@ from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
 from wsl.evaluation.corloc import CorLocEvaluator
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
-from wsl.training.base_module import ground_truths_of
+from wsl.structures.detections import Detections
+from wsl.training.base_module import eval_mode, ground_truths_of
 
 Scorer = Callable[[Any], Tensor]  # a forward pass's output -> region scores (R, C)
 
@@ -44,6 +46,26 @@ def score_sources(module: Any) -> dict[str, Scorer]:
             ].float()
     sources["detections"] = module.region_scores_for_detection
     return sources
+
+
+def detections_by_source(
+    module: Any, batch: Mapping[str, Any], sources: Mapping[str, Scorer]
+) -> dict[str, list[Detections]]:
+    """What ``module.detect(batch, scorer)`` gives for every source, from one forward pass per
+    test-time view: the sources' scores side by side are averaged over the views together
+    (averaging is per column), then each source's columns are post-processed alone."""
+    with eval_mode(module):
+        side_by_side = module.view_scores(
+            batch, lambda output: torch.cat([scorer(output) for scorer in sources.values()], 1)
+        )[0]
+        num_classes, num_views = len(module.class_names), len(module.tta.views())
+        return {
+            name: module.postprocess(
+                batch, [r[:, k * num_classes : (k + 1) * num_classes] for r in side_by_side],
+                num_views,
+            )
+            for k, name in enumerate(sources)
+        }  # fmt: skip
 
 
 def score_checkpoint(
@@ -73,8 +95,7 @@ def score_checkpoint(
         }  # fmt: skip
         for batch in datamodule.test_dataloader():
             ground_truths = ground_truths_of(batch)
-            for name, scorer in sources.items():
-                detections = module.detect(batch, scorer=scorer)
+            for name, detections in detections_by_source(module, batch, sources).items():
                 for evaluator in evaluators[name]:
                     evaluator.process(batch["image_id"], detections, ground_truths)
         scores[split] = {}
