@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsl.training.oicr_targets import oicr_targets
+from wsl.pseudo_labels.oicr import oicr_targets
 
 SEED = [0, 0, 9, 9]
 BOXES = torch.tensor(

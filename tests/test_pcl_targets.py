@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsl.training.pcl_targets import graph_centres, pcl_targets, top_ranking
+from wsl.pseudo_labels.pcl import graph_centres, pcl_targets, top_ranking
 
 
 def square(x: float, y: float, cut: tuple[int, int, int, int] = (0, 0, 0, 0)) -> list[float]:

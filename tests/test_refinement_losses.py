@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from wsl.training.oicr_targets import ProposalTargets
-from wsl.training.refinement_losses import oicr_loss, pcl_loss, stream_losses
+from wsl.pseudo_labels.losses import oicr_loss, pcl_loss, stream_losses
+from wsl.pseudo_labels.oicr import ProposalTargets
 
 PROBS = [
     [0.2, 0.5, 0.3],

@@ -22,9 +22,9 @@ from wsl.data.generate import generate_voc
 from wsl.drawing import draw_boxes
 from wsl.models.refinement import refined_region_scores
 from wsl.models.wsddn import wsddn_loss
+from wsl.pseudo_labels.losses import stream_losses
 from wsl.train import train
 from wsl.training.loss_scale import sum_over_global_batch
-from wsl.training.refinement_losses import stream_losses
 from wsl.training.refinement_module import RefinementModule
 from wsl.training.wsddn_module import WSDDNModule
 

@@ -44,7 +44,7 @@ from wsl.benchmarks.memory import PeakMemory
 from wsl.data.datamodule import collate_padded
 from wsl.models.refinement import RefinementHeads
 from wsl.models.wsddn import EPS, WSDDN, wsddn_loss
-from wsl.training.refinement_losses import stream_losses
+from wsl.pseudo_labels.losses import stream_losses
 
 PORTRAIT_FRACTION = 0.3
 MIN_PROPOSAL_SIDE = 20  # pixels, as data.proposal_filter.min_size

@@ -5,7 +5,7 @@ all reading the same region features as WSDDN's two heads (fc7 after ReLU and dr
 ``WSDDNOutput.features``). Background is the FIRST column (index 0), classes are 1..C, as the
 authors' code has it (ppengtang/pcl.pytorch ``lib/modeling/pcl_heads.py``: ``refine_outputs``;
 ppengtang/oicr ``models/VGG16/train.prototxt``: ``ic_score``, ``ic_score1``, ``ic_score2``), so
-the pseudo labels of ``wsl.training.oicr_targets`` are 0 for background and ``c + 1`` for class
+the pseudo labels of ``wsl.pseudo_labels.oicr`` are 0 for background and ``c + 1`` for class
 ``c`` of the image labels.
 
 Initialisation as ``refine_outputs._init_weights``: weights normal with std 0.01, biases 0. The

@@ -3,7 +3,7 @@
 Both are WSDDN (:class:`~wsl.training.wsddn_module.WSDDNModule`) with K refinement streams
 (:class:`~wsl.models.refinement.RefinementHeads`) on WSDDN's fc7 region features. Stream 0 learns
 from WSDDN's region scores, stream k from stream k - 1's (``method``: ``oicr``: single top-scoring
-seeds, ``pcl``: proposal clusters; :func:`~wsl.training.refinement_losses.stream_losses`).
+seeds, ``pcl``: proposal clusters; :func:`~wsl.pseudo_labels.losses.stream_losses`).
 
 **Loss.** WSDDN's per-image objective plus the SUM of the K streams' per-image losses, as the
 authors' code (ppengtang/oicr ``models/VGG16/train.prototxt``: ``loss_weight: 1`` on the MIL loss
@@ -47,9 +47,9 @@ from torch import Tensor
 
 from wsl.models.refinement import RefinementHeads, refined_region_scores
 from wsl.models.wsddn import WSDDNOutput
+from wsl.pseudo_labels.losses import METHODS, stream_losses
+from wsl.pseudo_labels.oicr import BG_THRESHOLD
 from wsl.structures.detections import Detections
-from wsl.training.oicr_targets import BG_THRESHOLD
-from wsl.training.refinement_losses import METHODS, stream_losses
 from wsl.training.wsddn_module import WSDDNModule
 
 REFINEMENT_PREFIX = "refinement."  # the streams' parameter names

@@ -40,8 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wsl.structures.boxes import voc_iou
-from wsl.training.oicr_targets import (
+from wsl.pseudo_labels.oicr import (
     BG_THRESHOLD,
     FG_THRESHOLD,
     ProposalTargets,
@@ -49,6 +48,7 @@ from wsl.training.oicr_targets import (
     check_scores,
     present_classes,
 )
+from wsl.structures.boxes import voc_iou
 
 GRAPH_IOU_THRESHOLD = 0.4  # cfg.TRAIN.GRAPH_IOU_THRESHOLD
 MAX_CENTRES = 5  # cfg.TRAIN.MAX_PC_NUM
@@ -96,7 +96,7 @@ def graph_centres(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """PCL's cluster centres of one image: (proposal indices (P,), labels (P,) in 1..C, scores
     (P,)), class by class (see the module docstring, steps 1-4). ``scores`` (R, C) as
-    :func:`wsl.training.oicr_targets.oicr_targets` takes them."""
+    :func:`wsl.pseudo_labels.oicr.oicr_targets` takes them."""
     prob = check_scores(boxes, scores, image_labels)
     corners = boxes.detach().to("cpu", torch.float64).numpy()
     available = torch.ones(len(boxes), dtype=torch.bool)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from wsl.training.oicr_targets import BG_THRESHOLD, ProposalTargets, oicr_targets
-from wsl.training.pcl_targets import pcl_targets
+from wsl.pseudo_labels.oicr import BG_THRESHOLD, ProposalTargets, oicr_targets
+from wsl.pseudo_labels.pcl import pcl_targets
 
 OICR_EPS = 1e-6  # OICRLosses: log(prob + eps)
 PCL_EPS = 1e-9  # PCLLosses: probabilities clamped to at least eps before the log
