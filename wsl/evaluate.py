@@ -21,6 +21,7 @@ from wsl.callbacks.result_files import ResultFiles
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
 from wsl.evaluation.results_files import read_results
+from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.console import quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_failure import reported_run
@@ -71,7 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
     quiet_console()
-    with reported_run(cfg.paths.output_dir):
+    with reported_run(cfg.paths.output_dir, report=report_finished_run):
         results = evaluate(cfg)
     for name, value in results["metrics"].items():
         print(f"{name:>10}: {value:.4f}" if value is not None else f"{name:>10}: -")

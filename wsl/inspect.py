@@ -84,7 +84,7 @@ def inspect(cfg: DictConfig) -> dict[str, Path]:
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.inspect``."""
     quiet_console()
-    with reported_run(cfg.paths.output_dir, report=False):
+    with reported_run(cfg.paths.output_dir):
         inspect(cfg)
 
 

@@ -28,6 +28,7 @@ from wsl.checkpoint import RunCheckpoint, RunCheckpointIO
 from wsl.data.class_order import match_classes
 from wsl.data.datamodule import VOCDataModule
 from wsl.evaluate import test_and_write
+from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.console import progress_bar_enabled, quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_dir import ensure_writable
@@ -123,7 +124,7 @@ def main(cfg: DictConfig) -> float | None:
     Hyperparameter sweepers (Optuna: ``conf/hparams_search/``) optimize that return value.
     """
     quiet_console()
-    with reported_run(cfg.paths.output_dir):
+    with reported_run(cfg.paths.output_dir, report=report_finished_run):
         metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if name is None:

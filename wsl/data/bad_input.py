@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from wsl.runtime.errors import WSLError
 
 log = logging.getLogger(__name__)
 
 ON_ERROR_CHOICES = ("raise", "skip")
 
 
-class DataError(ValueError):
+class DataError(WSLError):
     """Bad input data. The message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
-
-    def __reduce__(self) -> tuple[type[DataError], tuple[Path, str]]:
-        # Rebuild from (path, problem) so the error survives worker processes.
-        return (type(self), (self.path, self.problem))
 
 
 @dataclass
