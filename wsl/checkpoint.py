@@ -39,11 +39,10 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from wsl.callbacks.run_config import CHECKPOINT_KEY
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.errors import WSLError
 from wsl.runtime.names import name_problem
-from wsl.runtime.stored_config import UntrustedConfigError, check_stored_config
+from wsl.runtime.stored_config import CHECKPOINT_KEY, UntrustedConfigError, check_stored_config
 
 log = logging.getLogger(__name__)
 

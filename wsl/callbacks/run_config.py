@@ -7,7 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-CHECKPOINT_KEY = "wsl_config"
+from wsl.runtime.stored_config import CHECKPOINT_KEY
 
 
 class RunConfigInCheckpoint(pl.Callback):

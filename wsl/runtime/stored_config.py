@@ -1,7 +1,7 @@
 """What a config read back from a file may hold before anything is built from it.
 
-A checkpoint stores the composed config of its run (``wsl_config``), and ``wsl.evaluate``,
-``wsl.predict`` and ``wsl.load`` rebuild the model and the data from it with
+A checkpoint stores the composed config of its run (under :data:`CHECKPOINT_KEY`), and
+``wsl.evaluate``, ``wsl.predict`` and ``wsl.load`` rebuild the model and the data from it with
 ``hydra.utils.instantiate``. That config is data from whoever made the file, and Hydra turns
 every ``_target_`` in it into a call: ``{_target_: builtins.getattr, ...}`` nested anywhere
 would run a shell command or write a file. :func:`check_stored_config` therefore accepts
@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+CHECKPOINT_KEY = "wsl_config"  # where a checkpoint holds its run's config
 
 WSL_TARGETS = {
     "model": (
