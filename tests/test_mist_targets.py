@@ -1,4 +1,4 @@
-"""MIST's pseudo labels (wsl.pseudo_labels.mist) on hand-computed cases.
+"""MIST's pseudo labels and per-stream loss (wsl.pseudo_labels.mist) on hand-computed cases.
 
 A 10x10 box ``A = [0, 0, 9, 9]`` has area 100; ``[0, 0, 9, k]`` lies inside it and has IoU
 ``(k + 1) / 10`` with it: k = 4 → 0.5 (foreground), k = 3 → 0.4 (background), k = 1 → 0.2 (as
@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from wsl.pseudo_labels.mist import MISTTargets, mist_targets
+from wsl.pseudo_labels.mist import MISTTargets, mist_loss, mist_targets
 from wsl.structures.box_coder import decode_deltas, encode_deltas
 
 A = [0.0, 0.0, 9.0, 9.0]
@@ -178,6 +178,43 @@ def test_single_proposal() -> None:
     assert t.target_boxes.tolist() == [A]
 
 
+def loss_case() -> tuple[torch.Tensor, MISTTargets]:
+    """3 proposals → k = 1: A (0.8) the pseudo box; [0, 0, 9, 4] class 1; a far box background;
+    all weighted 0.8."""
+    boxes = torch.tensor([A, [0.0, 0.0, 9.0, 4.0], [50.0, 50.0, 59.0, 59.0]])
+    t = mist_targets(boxes, torch.tensor([[0.8], [0.1], [0.1]]), torch.tensor([1.0]))
+    assert t.labels.tolist() == [1, 1, 0]
+    assert t.weights.tolist() == pytest.approx([0.8] * 3)
+    return boxes, t
+
+
+def test_loss_by_hand() -> None:
+    boxes, t = loss_case()
+    log3, log2 = math.log(3), math.log(2)
+    # Softmax of [0, log 3] is [1/4, 3/4]: CE log(4/3) for the class-1 proposal 0 and for the
+    # background proposal 2 (logits [log 3, 0]); [0, 0] gives log 2 for proposal 1.
+    logits = torch.tensor([[0.0, log3], [0.0, 0.0], [log3, 0.0]], requires_grad=True)
+    # Class 1's deltas are columns 4-7; the background's (9s) and proposal 2's (7s) are unused.
+    # Proposal 0's target is 0 (A itself): smooth-L1 of -2 is 2 - 0.5 = 1.5.
+    # Proposal 1's target is (0, 5, 0, 5 log 2): 0.5 → 0.5 * 0.5^2 = 0.125, 3 vs 5 → 1.5.
+    deltas = torch.tensor(
+        [
+            [9.0, 9.0, 9.0, 9.0, 0.0, 0.0, 0.0, -2.0],
+            [9.0, 9.0, 9.0, 9.0, 0.5, 3.0, 0.0, 5 * log2],
+            [7.0] * 8,
+        ],
+        requires_grad=True,
+    )
+    cls_loss, reg_loss = mist_loss(logits, deltas, boxes, t)
+    assert cls_loss.ndim == 0 and reg_loss.ndim == 0
+    assert float(cls_loss.detach()) == pytest.approx(0.8 * (2 * math.log(4 / 3) + log2) / 3)
+    assert float(reg_loss.detach()) == pytest.approx(0.8 * (1.5 + 0.125 + 1.5) / 3)
+    (cls_loss + reg_loss).backward()
+    assert deltas.grad is not None and logits.grad is not None
+    assert not deltas.grad[:, :4].any() and not deltas.grad[2].any()  # only positives' class
+    assert logits.grad.abs().sum() > 0
+
+
 def test_no_positive_class() -> None:
     boxes = torch.tensor([A, *far_boxes(9)])
     t = mist_targets(boxes, torch.rand(10, 2), torch.tensor([0.0, 0.0]))
@@ -185,8 +222,19 @@ def test_no_positive_class() -> None:
     assert t.weights.tolist() == [0.0] * 10
     assert torch.equal(t.target_boxes, boxes)  # zero regression targets
     assert len(t.centre_boxes) == len(t.centre_labels) == len(t.centre_scores) == 0
+    logits = torch.randn(10, 3, requires_grad=True)
+    deltas = torch.randn(10, 12, requires_grad=True)
+    cls_loss, reg_loss = mist_loss(logits, deltas, boxes, t)
+    assert float(cls_loss.detach()) == 0.0 and float(reg_loss.detach()) == 0.0
+    (cls_loss + reg_loss).backward()
+    assert logits.grad is not None and not logits.grad.any()
 
 
 def test_bad_shapes_raise() -> None:
+    boxes, t = loss_case()
+    with pytest.raises(ValueError, match="class-specific"):
+        mist_loss(torch.zeros(3, 2), torch.zeros(3, 4), boxes, t)
+    with pytest.raises(ValueError, match="R = 3"):
+        mist_loss(torch.zeros(2, 2), torch.zeros(2, 8), boxes, t)
     with pytest.raises(ValueError, match="scores must be"):
-        mist_targets(torch.tensor([A, A]), torch.zeros(2, 2), torch.tensor([1.0]))
+        mist_targets(boxes, torch.zeros(3, 2), torch.tensor([1.0]))
