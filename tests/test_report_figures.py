@@ -13,8 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from wsl.evaluation.results_files import write_ap_chart
-from wsl.reporting.figures import bar_chart, save_figure
+from wsl.reporting.figures import bar_chart, save_figure, write_ap_chart
 from wsl.runtime.json_safe import json_safe
 
 

@@ -10,38 +10,20 @@ name (:func:`~wsl.data.class_order.match_classes`). Writes ``metrics.json`` and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from wsl.callbacks.result_files import ResultFiles
+from wsl.callbacks.result_files import test_and_write
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
-from wsl.evaluation.results_files import read_results
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.console import quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_failure import reported_run
 from wsl.runtime.settings import check_settings
-
-
-def test_and_write(
-    trainer: pl.Trainer,
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
-    output_dir: str | Path,
-    ckpt_path: str | None = None,
-) -> dict[str, Any]:
-    """Run ``trainer.test``, writing the model's ``test_results`` to ``output_dir`` (see
-    :class:`~wsl.callbacks.result_files.ResultFiles`); return the results."""
-    trainer.callbacks.append(ResultFiles(output_dir))
-    # verbose=False: ResultFiles logs the results (Lightning's table would repeat them)
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
-    return model.test_results or read_results(output_dir)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

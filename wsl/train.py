@@ -23,11 +23,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Checkpoint, LearningRateMonitor
 
+from wsl.callbacks.result_files import test_and_write
 from wsl.callbacks.run_config import RunConfigInCheckpoint
 from wsl.checkpoint import RunCheckpoint, RunCheckpointIO
 from wsl.data.class_order import match_classes
 from wsl.data.datamodule import VOCDataModule
-from wsl.evaluate import test_and_write
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.console import progress_bar_enabled, quiet_console
 from wsl.runtime.instantiate import instantiate_all

@@ -1,5 +1,5 @@
 """Log a test's results and write them to the run directory from inside the test, on global
-rank 0.
+rank 0; :func:`test_and_write` runs a test so (``wsl.train`` after fitting, ``wsl.evaluate``).
 
 Doing it in ``on_test_end`` (rather than after ``trainer.test`` returns) also works with
 ``ddp_spawn``, where the test runs in spawned processes whose module state never comes back.
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from wsl.evaluation.results_files import write_ap_chart, write_results
+from wsl.evaluation.results_files import read_results, write_results
 from wsl.evaluation.voc_detection import write_devkit_results
+from wsl.reporting.figures import write_ap_chart
 from wsl.reporting.pr_curves import write_pr_curves
 
 log = logging.getLogger(__name__)
@@ -80,3 +81,19 @@ class ResultFiles(pl.Callback):
             paths = write_test_files(self.output_dir, results, split, pl_module.class_names)
             log.info("wrote %s to %s", ", ".join(p.name for p in paths), self.output_dir)
         trainer.strategy.barrier("result_files")
+
+
+def test_and_write(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    output_dir: str | Path,
+    ckpt_path: str | None = None,
+) -> dict[str, Any]:
+    """Run ``trainer.test``, writing the model's ``test_results`` to ``output_dir`` (see
+    :class:`ResultFiles`); return the results."""
+    trainer.callbacks.append(ResultFiles(output_dir))
+    # verbose=False: ResultFiles logs the results (Lightning's table would repeat them)
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
+    return model.test_results or read_results(output_dir)

@@ -1,5 +1,5 @@
-"""Final metrics as files in the run directory: ``metrics.json``, ``per_class.csv`` and a
-class-wise AP bar chart."""
+"""Final metrics as files in the run directory: ``metrics.json`` and ``per_class.csv`` (the
+class-wise AP chart beside them: :func:`wsl.reporting.figures.write_ap_chart`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wsl.reporting.figures import bar_chart, save_figure
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.json_safe import json_safe
 
@@ -44,11 +43,3 @@ def write_results(
             row = [per_class[column].get(name, math.nan) for column in columns]
             writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
     return {"metrics.json": json_path, "per_class.csv": csv_path}
-
-
-def write_ap_chart(
-    path: str | Path, ap_per_class: Mapping[str, float], title: str = "AP per class"
-) -> Path:
-    """Write a bar chart of ``ap_per_class`` (``{class: AP}``, NaN: no bar) with the mean
-    over the defined values as a dashed line, as a PNG (atomic)."""
-    return save_figure(bar_chart({"AP": ap_per_class}, title), path)

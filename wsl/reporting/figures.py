@@ -1,6 +1,7 @@
 """The charts of a run, as matplotlib figures: per-class bars (the one bar chart of ``wsl``,
 used by the test results, the periodic evaluation's loggers and the report), precision-recall
-curves and training curves; :func:`save_figure` writes one as a PNG."""
+curves and training curves; :func:`save_figure` writes one as a PNG, :func:`write_ap_chart` the
+test's class-wise AP."""
 
 from __future__ import annotations
 
@@ -117,3 +118,11 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
+
+
+def write_ap_chart(
+    path: str | Path, ap_per_class: Mapping[str, float], title: str = "AP per class"
+) -> Path:
+    """Write a bar chart of ``ap_per_class`` (``{class: AP}``, NaN: no bar) with the mean
+    over the defined values as a dashed line, as a PNG (atomic)."""
+    return save_figure(bar_chart({"AP": ap_per_class}, title), path)
