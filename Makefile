@@ -43,9 +43,10 @@ test: install ## run the test suite on CPU with generated data (slow tests exclu
 test-all: install ## run every test, slow ones included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install ## ruff: lint and format check
+lint: install ## ruff (lint and format check) and the layers contract (lint-imports, pyproject.toml)
 	$(VENV)/bin/ruff check wsl tests
 	$(VENV)/bin/ruff format --check wsl tests
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## ruff: fix what can be fixed and format
 	$(VENV)/bin/ruff check --fix wsl tests
