@@ -19,7 +19,8 @@ from tests.http_server import serve_on_loopback
 from wsl.data.bad_input import DataError
 from wsl.data.download import EDGEBOXES_BASE_URL, EDGEBOXES_FILENAMES, check_edgeboxes, main
 from wsl.data.manifest import MANIFEST_NAME
-from wsl.data.proposals import MatProposals, load_proposal_mat
+from wsl.data.proposal_mat import load_proposal_mat
+from wsl.data.proposals import MatProposals
 
 TRAINVAL, TEST = EDGEBOXES_FILENAMES
 IDS = ["000005", "000007", "000009"]

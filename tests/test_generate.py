@@ -226,7 +226,7 @@ def test_interrupted_run_leaves_no_data_set(
     def fail(*args: object) -> None:
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(generate, "_write_mat", fail)
+    monkeypatch.setattr(generate, "write_proposal_mat", fail)
     with pytest.raises(RuntimeError, match="interrupted"):
         generate_voc(tmp_path, num_trainval=4, num_test=2, proposals_per_image=10)
     assert not voc(tmp_path).exists()

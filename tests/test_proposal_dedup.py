@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.test_config import compose_cfg
-from wsl.data.proposals import ProposalFilter
+from wsl.data.proposal_filter import ProposalFilter
 from wsl.structures.boxes import unique_at_scale
 
 

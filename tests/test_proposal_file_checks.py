@@ -14,7 +14,8 @@ from tests.test_config import compose_cfg
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCProposalsDataModule
-from wsl.data.proposals import MatProposalFiles, MatProposals, ProposalFilter
+from wsl.data.proposal_filter import ProposalFilter
+from wsl.data.proposals import MatProposalFiles, MatProposals
 from wsl.data.voc import VOCIndex
 from wsl.train import train
 

@@ -13,9 +13,11 @@ import pytest
 from tests.test_config import compose_cfg
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCProposalsDataModule
-from wsl.data.proposals import MatProposalFiles, MatProposals, Proposals, load_proposal_mat
+from wsl.data.proposal_mat import load_proposal_mat
+from wsl.data.proposals import MatProposalFiles, MatProposals
 from wsl.data.selective_search import SelectiveSearchProposals
 from wsl.predict import search_proposals
+from wsl.structures.proposals import Proposals
 
 
 class CornerProposals:

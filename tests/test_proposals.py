@@ -9,7 +9,10 @@ import pytest
 import scipy.io
 
 from wsl.data.bad_input import DataError
-from wsl.data.proposals import MatProposals, ProposalFilter, Proposals, read_proposal_mat
+from wsl.data.proposal_filter import ProposalFilter
+from wsl.data.proposal_mat import read_proposal_mat
+from wsl.data.proposals import MatProposals
+from wsl.structures.proposals import Proposals
 
 # 1-based [y1 x1 y2 x2] rows as in Fast R-CNN's files, and the same boxes 0-based x1 y1 x2 y2.
 FILE_ROWS = [[11, 21, 40, 60], [1, 1, 375, 500]]

@@ -13,7 +13,8 @@ from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule, VOCProposalsDataModule
 from wsl.data.dataset import VOCDataset
-from wsl.data.proposals import MatProposalFiles, MatProposals, ProposalFilter
+from wsl.data.proposal_filter import ProposalFilter
+from wsl.data.proposals import MatProposalFiles, MatProposals
 from wsl.data.transforms import build_transform
 from wsl.data.voc import VOCIndex
 

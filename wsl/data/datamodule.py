@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from wsl.data.annotations import read_class_list
 from wsl.data.dataset import Sample, VOCDataset
-from wsl.data.proposals import ProposalFilter
+from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
 from wsl.runtime.names import name_problem
@@ -236,7 +236,7 @@ class VOCProposalsDataModule(VOCDataModule):
         proposals: where the proposals come from (``data.proposals``, instantiated from its
             ``_target_``; ``data/proposals=mat|edgeboxes|selective_search``). ``data.on_error``
             also applies to images a ``.mat`` lacks.
-        proposal_filter: keyword arguments of :class:`~wsl.data.proposals.ProposalFilter`.
+        proposal_filter: keyword arguments of :class:`~wsl.data.proposal_filter.ProposalFilter`.
     """
 
     collate = staticmethod(collate_padded)
@@ -266,5 +266,6 @@ class VOCProposalsDataModule(VOCDataModule):
         }
 
     def train_dedup_scale(self) -> float | None:
-        """``data.proposal_filter.dedup_scale``, see :class:`~wsl.data.proposals.ProposalFilter`."""
+        """``data.proposal_filter.dedup_scale``, see
+        :class:`~wsl.data.proposal_filter.ProposalFilter`."""
         return self.proposal_filter.dedup_scale

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from wsl.data.bad_input import DataError
 from wsl.data.manifest import check_file, record_file
-from wsl.data.proposals import read_proposal_mat
+from wsl.data.proposal_mat import read_proposal_mat
 from wsl.runtime.atomic import atomic_path
 
 VOC_BASE_URL = DATASET_YEAR_DICT["2007"]["url"].rsplit("/", 1)[0]

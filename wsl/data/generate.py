@@ -39,7 +39,6 @@ into place at the end, the ``VOC2007`` folder last, so a ``VOC2007`` folder (and
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import shutil
@@ -50,11 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from wsl.data.bad_input import DataError
+from wsl.data.proposal_mat import write_proposal_mat
 
 log = logging.getLogger(__name__)
 
@@ -482,24 +481,6 @@ def _write_image_sets(
             (main_dir / f"{style.name}_{split}.txt").write_text("".join(lines))
 
 
-def _write_mat(path: Path, ids: Sequence[str], boxes: dict[str, np.ndarray]) -> None:
-    """Fast R-CNN proposal file: ``boxes`` 1xN cell of ``[y1 x1 y2 x2]`` 1-based, ``images``.
-
-    scipy stamps the header with the time of writing; it is replaced by a fixed text so
-    that the file depends on the seed only.
-    """
-    cells = np.empty((1, len(ids)), dtype=object)
-    names = np.empty((len(ids), 1), dtype=object)
-    for j, image_id in enumerate(ids):
-        cells[0, j] = boxes[image_id][:, [1, 0, 3, 2]] + 1.0
-        names[j, 0] = image_id
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"boxes": cells, "images": names})
-    data = bytearray(buffer.getvalue())
-    data[:116] = _MAT_DESCRIPTION.ljust(116, b" ")  # the MAT 5 header's text field
-    path.write_bytes(bytes(data))
-
-
 def _check_options(
     num_classes: int,
     image_size: int,
@@ -598,7 +579,9 @@ def generate_voc(
         proposal_dir = root / "selective_search_data"
         proposal_dir.mkdir(exist_ok=True)
         for split in ("trainval", "test"):
-            _write_mat(tmp / f"voc_2007_{split}.mat", splits[split], proposals)
+            write_proposal_mat(
+                tmp / f"voc_2007_{split}.mat", splits[split], proposals, _MAT_DESCRIPTION
+            )
             os.replace(tmp / f"voc_2007_{split}.mat", proposal_dir / f"voc_2007_{split}.mat")
         if voc_dir.exists():
             shutil.rmtree(voc_dir)

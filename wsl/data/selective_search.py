@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from wsl.data.bad_input import DataError
-from wsl.data.proposals import Proposals
 from wsl.runtime.atomic import atomic_path
+from wsl.structures.proposals import Proposals
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from wsl.data.bad_input import BadInputPolicy, DataError
 from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
 from wsl.data.images import read_rgb as read_rgb  # re-exported: predict, callbacks, inspect
 from wsl.data.labels import image_labels
-from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.data.proposal_filter import ProposalFilter
 from wsl.runtime.names import contained_path
+from wsl.structures.proposals import Proposals
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Box geometry and the detection and ground-truth records every package shares."""
+"""Box geometry, and the proposal, detection and ground-truth records every package shares."""
