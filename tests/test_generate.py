@@ -19,7 +19,9 @@ from torchvision.ops import box_iou
 import wsl.data.generate as generate
 from wsl.data.annotations import VOCAnnotation, parse_voc_xml, read_image_set
 from wsl.data.bad_input import DataError
-from wsl.data.generate import DIFFICULT_SIDE, class_styles, generate_voc, main
+from wsl.data.generate import generate_voc, main
+from wsl.data.generated_images import BODY_MUTING, DIFFICULT_SIDE, LOOKS, class_styles, draw_image
+from wsl.data.generated_proposals import growth_boxes, synthetic_proposals
 from wsl.structures.boxes import voc_area
 
 OPTIONS = {"seed": 0, "num_trainval": 40, "num_test": 20, "proposals_per_image": 80}
@@ -320,7 +322,7 @@ def test_cues_are_learnable_from_image_labels(tmp_path: Path) -> None:
 def test_parts_objects_have_a_head_on_a_muted_body_and_part_proposals() -> None:
     styles = class_styles(4)
     rng = np.random.default_rng(5)
-    image, objects = generate._draw_image(rng, 128, 120, [0], styles, generate.LOOKS["parts"])
+    image, objects = draw_image(rng, 128, 120, [0], styles, LOOKS["parts"])
     [obj] = objects
     head, body = np.array(obj.parts[1]), np.array(obj.parts[0])
     gt = np.array(obj.box)
@@ -332,11 +334,11 @@ def test_parts_objects_have_a_head_on_a_muted_body_and_part_proposals() -> None:
     pixels = np.asarray(image, dtype=float)
     head_centre = pixels[(head[1] + head[3]) // 2, (head[0] + head[2]) // 2]
     body_foot = pixels[body[3] - (body[3] - body[1]) // 5, (body[0] + body[2]) // 2]
-    muted = np.array(styles[0].colour) * (1 - generate.BODY_MUTING) + 128 * generate.BODY_MUTING
+    muted = np.array(styles[0].colour) * (1 - BODY_MUTING) + 128 * BODY_MUTING
     assert np.abs(head_centre - styles[0].colour).max() < 40  # noise 4, jitter 6
     assert np.abs(body_foot - muted).max() < 40 and np.abs(body_foot - styles[0].colour).max() > 50
-    proposals = torch.as_tensor(generate._proposals(rng, objects, 128, 120, 50), dtype=torch.float)
-    growth = [np.array(b) for b in generate._growth_boxes(obj)]
+    proposals = torch.as_tensor(synthetic_proposals(rng, objects, 128, 120, 50), dtype=torch.float)
+    growth = [np.array(b) for b in growth_boxes(obj)]
     for box in (head, body, gt, *growth):  # tight proposals around the parts, whole, growth
         assert box_iou(torch.as_tensor(box[None], dtype=torch.float), proposals).max() > 0.75
     # the growth boxes chain the head to the whole by IoU >= 0.5 steps; the head alone does not

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.transforms import v2
 
-from wsl.data.generate import DIFFICULTIES
 from wsl.data.generated_crops import render_crops
+from wsl.data.generated_images import DIFFICULTIES
 from wsl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsl.runtime.atomic import atomic_path
 
