@@ -44,13 +44,13 @@ test-all: install ## run every test, slow ones included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff (lint and format check) and the layers contract (lint-imports, pyproject.toml)
-	$(VENV)/bin/ruff check wsl tests
-	$(VENV)/bin/ruff format --check wsl tests
+	$(VENV)/bin/ruff check wsl tests tools
+	$(VENV)/bin/ruff format --check wsl tests tools
 	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## ruff: fix what can be fixed and format
-	$(VENV)/bin/ruff check --fix wsl tests
-	$(VENV)/bin/ruff format wsl tests
+	$(VENV)/bin/ruff check --fix wsl tests tools
+	$(VENV)/bin/ruff format wsl tests tools
 
 $(DATA_ROOT)/VOCdevkit/VOC2007/ImageSets/Main/test.txt: | $(STAMP)
 	$(PY) -m wsl.data.generate --root $(DATA_ROOT)
@@ -69,7 +69,7 @@ tensorboard: install ## serve TensorBoard over outputs/ at http://$(TB_HOST):$(T
 	$(VENV)/bin/tensorboard --logdir outputs --host $(TB_HOST) --port $(TB_PORT)
 
 visdom: install ## run a visdom server at http://$(VISDOM_HOST):$(VISDOM_PORT) in the foreground (stop: Ctrl-C)
-	@$(PY) -m wsl.loggers.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
+	@$(PY) -m tools.visdom_assets || echo "warning: visdom's web-UI files are not installed (needs npm and the npm registry): the server starts, but its page stays blank" >&2
 	@echo "visdom at http://$(VISDOM_HOST):$(VISDOM_PORT); stop it with Ctrl-C (runs log to it while it is up)"
 	$(PY) -c "from visdom.server.run_server import main; main()" -port $(VISDOM_PORT) --hostname $(VISDOM_HOST)
 

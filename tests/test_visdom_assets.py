@@ -1,4 +1,4 @@
-"""wsl.loggers.visdom_assets with tarballs built here (npm and the network are never used)."""
+"""tools.visdom_assets with tarballs built here (npm and the network are never used)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wsl.loggers import visdom_assets as va
-from wsl.loggers.visdom_assets import ASSETS, Asset, AssetError
+from tools import visdom_assets as va
+from tools.visdom_assets import ASSETS, Asset, AssetError
 
 VERSION = "9.9.9"
 

@@ -1,6 +1,6 @@
 """Install visdom's web-UI files (JS, CSS, fonts) from the npm registry, for offline machines.
 
-``python -m wsl.loggers.visdom_assets [--static-dir DIR]``
+``python -m tools.visdom_assets [--static-dir DIR]`` (``make visdom`` runs it first)
 
 visdom's ``visdom.server.build.download_scripts`` fetches these files from unpkg.com,
 cdn.plot.ly, d3js.org and cdnjs at first start; without them the server's data API works but
@@ -274,7 +274,7 @@ def install(static_dir: Path, version: str, assets: Sequence[Asset] = ASSETS) ->
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m wsl.loggers.visdom_assets",
+        prog="python -m tools.visdom_assets",
         description="Install visdom's web-UI files (JS/CSS/fonts) from the npm registry.",
     )
     parser.add_argument(
