@@ -16,13 +16,12 @@ from omegaconf import OmegaConf
 from tests.test_config import compose_cfg
 from wsl.runtime.stored_config import UntrustedConfigError, check_stored_config
 from wsl.train import train
-from wsl.training.base_module import build_scheduler
-from wsl.training.refinement_module import RefinementModule
+from wsl.training.module import WSLModule, build_scheduler
 
 CLASSES = ["a", "b", "c"]
 
 
-def paper_module(experiment: str, tmp_path: Path, *extra: str) -> tuple[Any, RefinementModule]:
+def paper_module(experiment: str, tmp_path: Path, *extra: str) -> tuple[Any, WSLModule]:
     chosen = [f"experiment={experiment}"] if experiment else ["model=oicr"]
     cfg = compose_cfg("train", [*chosen, "model.net.weights=none", *extra], tmp_path)
     return cfg, hydra.utils.instantiate(cfg.model, class_names=CLASSES)
@@ -52,7 +51,7 @@ def test_the_default_is_one_learning_rate(tmp_path: Path) -> None:
     """model=oicr alone (as WSDDN's configs): one group for WSDDN's parameters, as before."""
     _, module = paper_module("", tmp_path)
     groups = module.parameter_groups()
-    assert module.bias_lr_mult == 1.0 and len(groups) == 3  # WSDDN's, the streams' two
+    assert module.hparams.bias_lr_mult == 1.0 and len(groups) == 3  # WSDDN's, the streams' two
     assert "lr" not in groups[0] and groups[1]["lr"] == groups[2]["lr"] == 1e-5
 
 

@@ -159,9 +159,11 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
     )
     report = json.loads(path.read_text())
     assert report["quick"] is True and report["device"] == "cpu"
-    plain, project, oicr, pcl, stride_16, stride_8 = report["training"]
+    plain, project, oicr, pcl, mist, stride_16, stride_8 = report["training"]
     assert (plain["name"], project["name"]) == ("plain b=1 fp32", "wsl b=2 fp32")
-    assert (oicr["name"], pcl["name"]) == ("oicr b=2 fp32", "pcl b=2 fp32")
+    assert (oicr["name"], pcl["name"], mist["name"]) == (
+        "oicr b=2 fp32", "pcl b=2 fp32", "mist b=2 fp32",
+    )  # fmt: skip
     assert (stride_16["name"], stride_8["name"]) == (
         "wsl vgg16 s16 b=2 fp32",
         "wsl vgg16 s8 b=2 fp32",
@@ -170,6 +172,7 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
         stride_8["images_per_s"] / stride_16["images_per_s"]
     )
     assert oicr["vs_wsddn"] == pytest.approx(oicr["images_per_s"] / project["images_per_s"])
+    assert mist["vs_wsddn"] == pytest.approx(mist["images_per_s"] / project["images_per_s"])
     assert project["speedup"] == pytest.approx(project["images_per_s"] / plain["images_per_s"])
     assert project["memory_ratio"] == pytest.approx(
         project["peak_memory_bytes"] / plain["peak_memory_bytes"]

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from wsl.structures.boxes import hflip_boxes
-from wsl.training.detections import (
+from wsl.inference.regions import (
     DetectionConfig,
     TTAConfig,
     longest_side_size,
@@ -17,6 +16,7 @@ from wsl.training.detections import (
     shortest_side_size,
     view_of_batch,
 )
+from wsl.structures.boxes import hflip_boxes
 
 # Two 10x10-pixel boxes 4 pixels apart: IoU 60 / 140 = 0.43 with the +1 convention (above the
 # NMS threshold 0.4), 45 / 117 = 0.38 without it (below).

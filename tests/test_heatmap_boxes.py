@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes, heatmap_peak
+from wsl.inference.heatmaps import HeatmapBoxConfig, heatmap_boxes, heatmap_peak
 
 SCALE = 10  # a 32x32 heatmap over a 320x320 image: heatmap cell c is centred on pixel 10c + 4.5
 SIZE = (32 * SCALE, 32 * SCALE)

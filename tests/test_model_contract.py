@@ -1,10 +1,12 @@
-"""One contract for every model family (``WSLModule``): ``detect(batch)`` for the Localizer
-too, so the box pictures and the periodic evaluation work for it; the shared optimizer
-building; one set of metric names."""
+"""One training module (``WSLModule``) for every model family (a ``Family`` nn.Module):
+``detect(batch)`` for the Localizer too, so the box pictures and the periodic evaluation work for
+it; the shared optimizer building; one set of metric names; a new family trained with no change
+to the module."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import hydra
@@ -14,13 +16,14 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.test_config import compose_cfg
-from wsl.evaluation.heatmap_boxes import HeatmapBoxConfig, heatmap_boxes
-from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust
-from wsl.models.wsddn import WSDDN, WSDDNOutput
+from wsl.inference.heatmaps import HeatmapBoxConfig, heatmap_boxes
+from wsl.models.family import Family, Prediction, StepOutput
+from wsl.models.localizer import LocalizerAlexNetRobust
+from wsl.models.wsddn import WSDDN
 from wsl.train import train
-from wsl.training.base_module import WSLModule
-from wsl.training.localizer_module import LocalizerModule
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.training.module import WSLModule
+
+LOCALIZER = "wsl.models.localizer.LocalizerAlexNet"
 
 BOX_CALLBACKS = (
     "+callbacks.box_pictures._target_=wsl.callbacks.box_pictures.BoxPictures",
@@ -62,12 +65,11 @@ def test_localizer_box_pictures_and_periodic_evaluation(
     assert sum(t.startswith("boxes/val/") for t in events.Tags()["images"]) == 3
 
 
-def untrained_localizer(**settings: object) -> LocalizerModule:
+def untrained_localizer(**settings: object) -> WSLModule:
     torch.manual_seed(0)
     optimizer = {"_target_": "torch.optim.SGD", "lr": 0.1, "weight_decay": 0.5}
-    return LocalizerModule(
-        ["a", "b", "c"], net={"weights": "none"}, optimizer=optimizer, **settings
-    )
+    net = {"_target_": LOCALIZER, "weights": "none"}
+    return WSLModule(["a", "b", "c"], net=net, optimizer=optimizer, **settings)
 
 
 def test_localizer_detect_reads_every_class_heatmap_in_eval_mode() -> None:
@@ -79,10 +81,10 @@ def test_localizer_detect_reads_every_class_heatmap_in_eval_mode() -> None:
     assert module.training  # the mode is restored
     module.eval()
     with torch.no_grad():
-        output = module(images)
+        output = module.net(images)
     for i, size in enumerate(batch["original_size"]):
         scores = torch.sigmoid(output.logits[i])
-        expected = heatmap_boxes(output.score_maps[i], size, scores, module.box_config)
+        expected = heatmap_boxes(output.score_maps[i], size, scores, module.net.box_config)
         boxes, found_scores, classes = detections[i]
         torch.testing.assert_close(boxes, expected.boxes)
         torch.testing.assert_close(found_scores, expected.scores)
@@ -145,50 +147,55 @@ def test_metric_names_are_shared_in_metrics_json(generated_root: Path, tmp_path:
     assert (tmp_path / "class_ap.png").is_file()
 
 
-def test_the_network_comes_from_the_config() -> None:
+def test_the_family_comes_from_the_config() -> None:
     robust = "wsl.models.localizer.LocalizerAlexNetRobust"
-    module = LocalizerModule(["a", "b"], net={"_target_": robust, "weights": "none"})
+    module = WSLModule(["a", "b"], net={"_target_": robust, "weights": "none"})
     assert type(module.net) is LocalizerAlexNetRobust and module.net.pool.drop == 0.3
     assert module.hparams.net["_target_"] == robust  # the checkpoint's config rebuilds it
-    # a config written before model.net._target_: the family's network, robust or not
-    old = LocalizerModule(["a", "b"], robust=True, net={"weights": "none", "map_dropout": 0.1})
-    assert type(old.net) is LocalizerAlexNetRobust and old.net.pool.drop == 0.1
-    assert type(LocalizerModule(["a"], net={"weights": "none"}).net) is LocalizerAlexNet
-    with pytest.raises(ValueError, match=r"model\.net\._target_"):
-        LocalizerModule(["a"], robust=True, net={"_target_": robust, "weights": "none"})
     wsddn = "wsl.models.wsddn.WSDDN"
-    module = WSDDNModule(["a", "b", "c"], net={"_target_": wsddn, "weights": "none"})
+    module = WSLModule(["a", "b", "c"], net={"_target_": wsddn, "weights": "none"})
     assert type(module.net) is WSDDN and module.net.fc8c.out_features == 3
+    with pytest.raises(ValueError, match=r"model\.net must be a _target_ config"):
+        WSLModule(["a"], net={"weights": "none"})
+    with pytest.raises(TypeError, match="is not a wsl model family"):
+        WSLModule(["a"], net={"_target_": "torch.nn.Identity"})
 
 
-class DoubledWSDDN(WSDDNModule):
-    """A refinement family's shape: one more loss term, other region scores at test time."""
+class ToyFamily(Family):
+    """A new family in a few lines: two named losses, one box per image and class."""
 
-    def loss(self, output: WSDDNOutput, batch: dict) -> dict[str, torch.Tensor]:
-        return {**super().loss(output, batch), "extra": torch.tensor(1.5)}
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.zeros(num_classes))
 
-    def region_scores_for_detection(self, output: WSDDNOutput) -> torch.Tensor:
-        return 2 * output.region_scores.float()
+    def step(self, batch: dict, detect: bool = False) -> StepOutput:
+        scores = torch.sigmoid(self.logits).expand(len(batch["image"]), -1)
+        bce = torch.nn.functional.binary_cross_entropy(scores, batch["labels"])
+        return StepOutput({"bce": bce, "extra": torch.tensor(1.5)}, scores)
+
+    def predict(self, batch: dict) -> Prediction:
+        scores = torch.sigmoid(self.logits)
+        box = torch.tensor([[0.0, 0.0, 9.0, 9.0]]).expand(len(scores), 4)
+        found = (box, scores, torch.arange(len(scores)))
+        return Prediction([found] * len(batch["image"]), scores.expand(len(batch["image"]), -1))
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-def test_a_wsddn_subclass_changes_the_loss_and_the_detections_through_the_hooks() -> None:
-    settings = {"net": {"weights": "none", "dropout": 0.0}, "inference": {"top_k": None}}
-    torch.manual_seed(0)
-    plain = WSDDNModule(["a", "b"], **settings)
-    doubled = DoubledWSDDN(["a", "b"], **settings)
-    doubled.load_state_dict(plain.state_dict())
-    proposals = torch.tensor([[0.0, 0.0, 40.0, 40.0], [20.0, 10.0, 63.0, 50.0], [5, 30, 30, 63]])
+def test_a_new_family_trains_and_detects_through_the_one_module() -> None:
+    module = WSLModule(
+        ["a", "b"], net={"_target_": f"{__name__}.ToyFamily"},
+        optimizer={"_target_": "torch.optim.SGD", "lr": 1.0},
+    )  # fmt: skip
     batch = {
-        "image": torch.rand(1, 3, 64, 64), "proposals": [proposals], "image_id": ["1"],
-        "labels": torch.tensor([[1.0, 0.0]]), "label_weights": torch.ones(1, 2),
-        "input_size": [(64, 64)], "original_size": [(128, 128)],
+        "image": torch.zeros(2, 3, 8, 8), "image_id": ["1", "2"],
+        "labels": torch.tensor([[1.0, 0.0], [1.0, 0.0]]), "label_weights": torch.ones(2, 2),
     }  # fmt: skip
-    [(boxes, scores, classes)] = plain.detect(batch)
-    [(boxes2, scores2, classes2)] = doubled.detect(batch)
-    torch.testing.assert_close(boxes2, boxes)
-    torch.testing.assert_close(scores2, 2 * scores)
-    assert classes2.tolist() == classes.tolist() and len(boxes) == 6  # 3 regions x 2 classes
-    plain.train(), doubled.train()
-    loss = plain.training_step(batch, 0)
-    assert doubled.training_step(batch, 0).item() == pytest.approx(loss.item() + 1.5)
+    loss = module.training_step(batch, 0)
+    assert loss.item() == pytest.approx(math.log(2) + 1.5)  # the sum of the named losses
+    optimizer = module.configure_optimizers()
+    loss.backward()
+    optimizer.step()
+    assert module.net.logits[0] > 0 > module.net.logits[1]  # it learns from the labels
+    [(boxes, scores, classes)] = module.detect({"image": torch.zeros(1, 3, 8, 8)})
+    assert boxes.shape == (2, 4) and classes.tolist() == [0, 1] and scores[0] > scores[1]
+    assert module.needs_proposals is False and module.training

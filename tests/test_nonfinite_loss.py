@@ -9,45 +9,47 @@ import pytorch_lightning as pl
 import torch
 
 from wsl.data.datamodule import VOCImageLabelsDataModule
-from wsl.models.localizer import LocalizerOutput
-from wsl.training.localizer_module import LocalizerModule
+from wsl.models.localizer import LocalizerAlexNet, LocalizerOutput
+from wsl.training.module import WSLModule
 
 
-class PoisonedLocalizer(LocalizerModule):
+class PoisonedLocalizer(LocalizerAlexNet):
     """A Localizer whose logits are NaN in the training steps listed in ``poisoned``."""
 
-    def __init__(self, poisoned: set[int], **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.poisoned = poisoned
+    def __init__(self, num_classes: int, poisoned: list[int], **kwargs) -> None:
+        super().__init__(num_classes, **kwargs)
+        self.poisoned = set(poisoned)
         self.calls = 0
 
-    def _classification_step(self, batch, stage):
-        if stage == "train":
-            forward = self.net.forward
-            poison = self.calls in self.poisoned
-            self.calls += 1
+    def step(self, batch, detect=False):
+        if not self.training:
+            return super().step(batch, detect)
+        forward = self.forward
+        poison = self.calls in self.poisoned
+        self.calls += 1
 
-            def nan_forward(images: torch.Tensor) -> LocalizerOutput:
-                out = forward(images)
-                nan = torch.full_like(out.logits, float("nan")) if poison else out.logits
-                return LocalizerOutput(out.score_maps, nan)
+        def nan_forward(images: torch.Tensor) -> LocalizerOutput:
+            out = forward(images)
+            nan = torch.full_like(out.logits, float("nan")) if poison else out.logits
+            return LocalizerOutput(out.score_maps, nan)
 
-            self.net.forward = nan_forward
-            try:
-                return super()._classification_step(batch, stage)
-            finally:
-                self.net.forward = forward
-        return super()._classification_step(batch, stage)
+        self.forward = nan_forward
+        try:
+            return super().step(batch, detect)
+        finally:
+            del self.forward
 
 
-def fit(root: Path, poisoned: set[int], patience: int, tmp_path: Path) -> PoisonedLocalizer:
+def fit(root: Path, poisoned: set[int], patience: int, tmp_path: Path) -> WSLModule:
     data = VOCImageLabelsDataModule(
         root=str(root), train_split="trainval", val_split="test", test_split="test",
         batch_size=8, train_transform={"resize": "square", "scales": [64]},
         eval_transform={"resize": "square", "scales": [64]},
     )  # fmt: skip
-    model = PoisonedLocalizer(
-        poisoned, class_names=data.class_names, net={"weights": "none"},
+    net = {"_target_": f"{__name__}.PoisonedLocalizer", "poisoned": sorted(poisoned),
+           "weights": "none"}  # fmt: skip
+    model = WSLModule(
+        class_names=data.class_names, net=net,
         optimizer={"_target_": "torch.optim.SGD", "lr": 0.01}, max_nonfinite_steps=patience,
     )  # fmt: skip
     trainer = pl.Trainer(
@@ -59,13 +61,13 @@ def fit(root: Path, poisoned: set[int], patience: int, tmp_path: Path) -> Poison
     return model
 
 
-def unchanged(model: PoisonedLocalizer) -> bool:
+def unchanged(model: WSLModule) -> bool:
     return all(torch.equal(model.start[k], v) for k, v in model.state_dict().items())
 
 
 def test_nonfinite_steps_are_skipped_and_counted(generated_root: Path, tmp_path: Path) -> None:
     model = fit(generated_root, poisoned={0, 1}, patience=3, tmp_path=tmp_path)
-    assert model.calls == 3  # 24 images in batches of 8
+    assert model.net.calls == 3  # 24 images in batches of 8
     assert model.loss_guard.skipped == 2
     assert not unchanged(model)  # the finite step trained
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -1,6 +1,7 @@
-"""OICR and PCL as a WSDDN family: the training step adds the K stream losses to WSDDN's, detect
-ranks the refined scores, the optimizer groups carry the streams' learning-rate factors, and a
-trained checkpoint goes through ``python -m wsl.evaluate`` (safe loading) with its metrics."""
+"""OICR and PCL as WSDDN plus a refinement head: the training step adds the K stream losses to
+WSDDN's, detect ranks the refined scores, the optimizer groups carry the streams' learning-rate
+factors, and a trained checkpoint goes through ``python -m wsl.evaluate`` (safe loading) with its
+metrics."""
 
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ from PIL import Image
 
 from tests.test_checkpoint_files import command
 from tests.test_config import compose_cfg
-from wsl.benchmarks.stream_scores import detections_by_source, score_checkpoint, score_sources
+from wsl.benchmarks.stream_scores import score_checkpoint
 from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc
 from wsl.drawing import draw_boxes
-from wsl.models.refinement import refined_region_scores
+from wsl.inference.regions import region_detections
+from wsl.models.refinement import RefinementHeads, refined_region_scores
 from wsl.models.wsddn import wsddn_loss
 from wsl.pseudo_labels.losses import stream_losses
+from wsl.structures.boxes import boxes_to_original
+from wsl.structures.detections import Detections
 from wsl.train import train
 from wsl.training.loss_scale import sum_over_global_batch
-from wsl.training.refinement_module import RefinementModule
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.training.module import WSLModule
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +48,36 @@ def demo(method: str, root: Path, *extra: str) -> list[str]:
 
 
 def batch_and_module(
-    method: str, root: Path, tmp_path: Path, **model: Any
-) -> tuple[dict[str, Any], RefinementModule]:
-    cfg = compose_cfg("train", demo(method, root), tmp_path)
+    method: str, root: Path, tmp_path: Path, *overrides: str
+) -> tuple[dict[str, Any], WSLModule]:
+    cfg = compose_cfg("train", demo(method, root, *overrides), tmp_path)
     datamodule = hydra.utils.instantiate(cfg.data, batch_size=3)
     datamodule.setup("test")
     batch = next(iter(datamodule.test_dataloader()))
     torch.manual_seed(0)
-    module = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names, **model)
+    module = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names)
     with torch.no_grad():  # untrained scores that clearly depend on the pixels
         module.net.fc8c.weight.mul_(100)
         module.net.fc8d.weight.mul_(100)
-        for stream in module.refinement.streams:
+        for stream in module.net.refinement.streams:
             stream.weight.mul_(100)
     return batch, module
+
+
+def detections_of(
+    module: WSLModule, batch: dict[str, Any], scores: torch.Tensor
+) -> list[Detections]:
+    """Each image's proposals, in pixels of the image on disk, scored by ``scores`` (R, C)."""
+    counts = [len(p) for p in batch["proposals"]]
+    return [
+        region_detections(
+            boxes_to_original(p.float(), size, original), s, module.net.detection_config
+        )
+        for p, s, size, original in zip(
+            batch["proposals"], scores.split(counts), batch["input_size"],
+            batch["original_size"], strict=True,
+        )
+    ]  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -71,24 +90,25 @@ def test_training_step_is_wsddn_plus_the_sum_of_the_stream_losses(
 ) -> None:
     """The authors' objective: the MIL BCE averaged over the C classes (the configs' ``mean``;
     ``sum`` is WSDDN's C x that) plus the sum of the streams' losses."""
-    override = {"mil_class_reduction": reduction} if reduction else {}
-    batch, module = batch_and_module(
-        method, tiny_root, tmp_path, bg_threshold=bg_threshold, **override
-    )
-    assert isinstance(module, WSDDNModule) and module.hparams.method == method
+    overrides = [f"model.net.refinement.bg_threshold={bg_threshold}"]
+    if reduction:
+        overrides.append(f"model.net.mil_class_reduction={reduction}")
+    batch, module = batch_and_module(method, tiny_root, tmp_path, *overrides)
+    assert isinstance(module.net.refinement, RefinementHeads)
+    assert module.net.refinement.method == method
     module.eval()  # no dropout: the same forward twice
     with torch.no_grad():
         got = module.training_step(batch, 0)
-        output = module(batch["image"], batch["proposals"])
+        output = module.net(batch["image"], batch["proposals"])
         mil = wsddn_loss(output.image_scores, batch["labels"], batch["label_weights"])
         wsddn = batch["labels"].shape[1] * mil if reduction == "sum" else mil
         streams = stream_losses(
             method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
-            module.refinement(output.features), batch["labels"], bg_threshold,
+            module.net.refinement(output.features), batch["labels"], bg_threshold,
         )  # fmt: skip
         other = stream_losses(
             method, torch.cat(batch["proposals"]), output.region_image, output.region_scores,
-            module.refinement(output.features), batch["labels"], 0.1 - bg_threshold,
+            module.net.refinement(output.features), batch["labels"], 0.1 - bg_threshold,
         )  # fmt: skip
     assert not torch.allclose(streams, other)  # the batch has far proposals: bg_threshold counts
     assert streams.shape == (3,) and (streams > 0).all()
@@ -100,11 +120,10 @@ def test_detect_ranks_the_mean_of_the_streams(tiny_root: Path, tmp_path: Path) -
     batch, module = batch_and_module("oicr", tiny_root, tmp_path)
     module.eval()
     with torch.no_grad():
-        output = module(batch["image"], batch["proposals"])
-        refined = refined_region_scores(module.refinement(output.features))
-    counts = [len(p) for p in batch["proposals"]]
-    expected = module.postprocess(batch, refined.split(counts))
-    wsddn = module.postprocess(batch, output.region_scores.split(counts))
+        output = module.net(batch["image"], batch["proposals"])
+        refined = refined_region_scores(module.net.refinement(output.features))
+    expected = detections_of(module, batch, refined)
+    wsddn = detections_of(module, batch, output.region_scores)
     for got, want, other in zip(module.detect(batch), expected, wsddn, strict=True):
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w)
@@ -115,16 +134,17 @@ def test_streams_get_their_learning_rate_factors_and_step_scheduler(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     _, module = batch_and_module(
-        "oicr", tiny_root, tmp_path, refinement_lr_mult=10.0, refinement_bias_lr_mult=20.0,
-        scheduler_interval="step", bias_weight_decay=False,
-        scheduler={"_target_": "torch.optim.lr_scheduler.MultiStepLR", "milestones": [4]},
+        "oicr", tiny_root, tmp_path, "model.net.refinement.lr_mult=10.0",
+        "model.net.refinement.bias_lr_mult=20.0", "model.scheduler_interval=step",
+        "model.bias_weight_decay=false",
+        "model.scheduler={_target_:torch.optim.lr_scheduler.MultiStepLR,milestones:[4]}",
     )  # fmt: skip
     configured = module.configure_optimizers()
     assert configured["lr_scheduler"]["interval"] == "step"
     groups = configured["optimizer"].param_groups
-    refinement = {id(p) for p in module.refinement.parameters()}
-    weights = [p for s in module.refinement.streams for p in (s.weight,)]
-    biases = [s.bias for s in module.refinement.streams]
+    refinement = {id(p) for p in module.net.refinement.parameters()}
+    weights = [s.weight for s in module.net.refinement.streams]
+    biases = [s.bias for s in module.net.refinement.streams]
     assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-4, 1e-3, 2e-3])
     assert [g["weight_decay"] for g in groups][1::2] == [0.0, 0.0]  # the two bias groups
     assert {id(p) for p in groups[2]["params"]} == {id(p) for p in weights}
@@ -136,7 +156,7 @@ def test_streams_get_their_learning_rate_factors_and_step_scheduler(
 
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown refinement method 'wsddn'"):
-        RefinementModule(["circle"], method="wsddn", net={"weights": "none"})
+        RefinementHeads(16, 2, method="wsddn")
 
 
 @pytest.mark.parametrize("method", ["oicr", pytest.param("pcl", marks=pytest.mark.slow)])
@@ -172,8 +192,10 @@ def test_paper_experiments_compose_with_the_authors_settings(
 ) -> None:  # fmt: skip
     cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
     model = cfg.model
-    assert model._target_ == "wsl.training.refinement_module.RefinementModule"
-    assert (model.method, model.num_streams, model.net.backbone) == (method, 3, backbone)
+    refinement = model.net.refinement
+    assert model._target_ == "wsl.training.module.WSLModule"
+    assert refinement._target_ == "wsl.models.refinement.RefinementHeads"
+    assert (refinement.method, refinement.num_streams, model.net.backbone) == (method, 3, backbone)
     # conv1_x and conv2_x fixed with the stride-8 body (Caffe lr_mult 0; pcl.pytorch FREEZE_AT 2)
     assert model.net.get("freeze_blocks", 0) == (2 if backbone == "vgg16_dilated" else 0)
     # pcl.pytorch's warm-up then steps (a ChainedScheduler); Caffe OICR's steps alone
@@ -184,18 +206,19 @@ def test_paper_experiments_compose_with_the_authors_settings(
     # lr halved for the summed batch of 2, so the weight decay doubles (lr * wd as the authors')
     assert model.optimizer.lr == 5e-4 and model.optimizer.weight_decay == 1e-3
     assert (model.bias_lr_mult, model.bias_weight_decay) == (2.0, False)  # lr_mult 2, decay 0
-    assert (model.refinement_lr_mult, model.net.dropout) == (lr_mult, dropout)
+    assert (refinement.lr_mult, model.net.dropout) == (lr_mult, dropout)
     # Caffe OICR's layer: all of IoU < 0.5 weighted background; pcl.pytorch: BG_THRESH 0.1
-    assert model.bg_threshold == (0.0 if method == "oicr" else 0.1)
-    assert model.inference.nms_iou == 0.3
-    assert list(model.tta.scales) == [480, 576, 688, 864, 1200] and model.tta.flip
+    assert refinement.bg_threshold == (0.0 if method == "oicr" else 0.1)
+    assert model.net.inference.nms_iou == 0.3
+    tta = model.net.tta
+    assert list(tta.scales) == [480, 576, 688, 864, 1200] and tta.flip
     # both codes test at the LONGER side; pcl.pytorch trains on it too, Caffe OICR on the shorter
-    assert (model.tta.resize, model.tta.max_size) == ("longest_side", None)
+    assert (tta.resize, tta.max_size) == ("longest_side", None)
     train_resize = "longest_side" if method == "pcl" else "shortest_side"
     assert cfg.data.train_transform.resize == train_resize
 
 
-@pytest.mark.parametrize("method", ["oicr", "pcl"])
+@pytest.mark.parametrize("method", ["oicr", "pcl", "mist"])
 def test_training_benchmark_times_the_refinement_step(method: str) -> None:
     work = TrainWork(device="cpu", scale=64, proposals=10, images=2, timed_passes=1, num_classes=3)
     setup = TrainSetup(method, plain=False, batch_size=2, refinement=method)
@@ -211,11 +234,11 @@ def test_detections_by_source_are_wsddns_and_the_last_streams(
     assert list(by_source) == ["WSDDN", "refinement stream 3"]
     module.eval()
     with torch.no_grad():
-        output = module(batch["image"], batch["proposals"])
-        last = module.refinement(output.features)[-1][:, 1:]
+        output = module.net(batch["image"], batch["proposals"])
+        last = module.net.refinement(output.features)[-1][:, 1:]
     counts = [len(p) for p in batch["proposals"]]
     for name, scores in (("WSDDN", output.region_scores), ("refinement stream 3", last)):
-        expected = module.postprocess(batch, scores.split(counts))
+        expected = detections_of(module, batch, scores)
         for got, want in zip(by_source[name], expected, strict=True):
             for g, w in zip(got, want, strict=True):
                 torch.testing.assert_close(g, w)
@@ -230,8 +253,9 @@ def test_test_classification_uses_wsddns_image_scores(tiny_root: Path, tmp_path:
     batch, module = batch_and_module("oicr", tiny_root, tmp_path)
     module.eval()
     with torch.no_grad():
-        output = module(batch["image"], batch["proposals"])
-        region_scores, image_scores = module.view_scores(batch)
+        output = module.net(batch["image"], batch["proposals"])
+        by_source, image_scores = module.net.view_scores(batch)
+    region_scores = by_source["model"][0]
     torch.testing.assert_close(image_scores, output.image_scores)
     summed = torch.stack([s.sum(dim=0) for s in region_scores])
     assert (summed - image_scores).abs().max() > 0.1  # the refined scores would differ
@@ -264,10 +288,22 @@ def test_box_pictures_show_wsddn_beside_the_last_stream(tiny_root: Path, tmp_pat
 def test_stream_scores_detects_every_source_as_detect_does(tiny_root: Path, tmp_path: Path) -> None:
     """One forward pass per view for all sources gives what ``detect`` gives for each alone."""
     batch, module = batch_and_module("oicr", tiny_root, tmp_path)
-    sources = score_sources(module)
-    got = detections_by_source(module, batch, sources)
-    assert list(got) == ["WSDDN", "stream 1", "stream 2", "stream 3", "detections"]
-    for name, scorer in sources.items():
-        for image, want in zip(got[name], module.detect(batch, scorer=scorer), strict=True):
+    sources = module.net.score_sources()
+    assert sources == ["WSDDN", "stream 1", "stream 2", "stream 3", "model"]
+    module.eval()
+    with torch.no_grad():
+        got = module.net.detections_by_source(batch, sources)
+        output = module.net(batch["image"], batch["proposals"])
+        streams = module.net.refinement(output.features)
+    alone = {
+        "WSDDN": output.region_scores,
+        **{f"stream {k + 1}": p[:, 1:] for k, p in enumerate(streams)},
+        "model": refined_region_scores(streams),
+    }
+    for name, scores in alone.items():
+        for image, want in zip(got[name], detections_of(module, batch, scores), strict=True):
             for g, w in zip(image, want, strict=True):
                 torch.testing.assert_close(g, w)
+    for image, want in zip(got["model"], module.detect(batch), strict=True):
+        for g, w in zip(image, want, strict=True):
+            torch.testing.assert_close(g, w)

@@ -37,7 +37,14 @@ def overrides(method: str, root: Path, *extra: str) -> list[str]:
 # About a minute each: PCL's stays in make test (the refinement module, its streams and their
 # training); OICR's seeds are unit-tested in test_oicr_targets.py, its checkpoint through
 # wsl.evaluate in test_refinement_module.py, and its learning here with make test-all.
-@pytest.mark.parametrize("method", [pytest.param("oicr", marks=pytest.mark.slow), "pcl"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("oicr", marks=pytest.mark.slow),
+        "pcl",
+        pytest.param("mist", marks=pytest.mark.slow),
+    ],
+)
 def test_training_beats_the_untrained_model_clearly(
     method: str, learning_root: Path, tmp_path: Path
 ) -> None:

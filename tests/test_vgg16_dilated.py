@@ -15,7 +15,8 @@ from torchvision.models import vgg16
 from tests.test_config import compose_cfg
 from wsl.models import wsddn as wsddn_module
 from wsl.models.backbones import build_backbone, load_backbone_weights, spatial_size
-from wsl.models.wsddn import WSDDN, pool_regions, receptive_field_centre
+from wsl.models.roi import pool_regions, receptive_field_centre
+from wsl.models.wsddn import WSDDN
 
 # conv1_1 3*64*9+64, conv1_2 64*64*9+64, conv2_1 64*128*9+128, conv2_2 128*128*9+128
 FROZEN_BY_TWO_BLOCKS = 1792 + 36928 + 73856 + 147584

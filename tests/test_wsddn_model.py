@@ -12,14 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from tests.test_backbones import small_alexnet_state
-from wsl.models.wsddn import (
-    EPS,
-    WSDDN,
-    pool_regions,
-    softmax_per_image,
-    spatial_regulariser,
-    wsddn_loss,
-)
+from wsl.models.roi import pool_regions, softmax_per_image
+from wsl.models.wsddn import EPS, WSDDN, spatial_regulariser, wsddn_loss
 
 NUM_CLASSES = 5
 SIZE = 160  # AlexNet conv5 maps of 9x9 cells

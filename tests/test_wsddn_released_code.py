@@ -16,11 +16,12 @@ from torch import Tensor
 from tests.test_config import compose_cfg
 from tests.test_wsddn_model import BOXES, CLASS0, FEATURES, SCORES, random_boxes
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
+from wsl.inference.regions import DetectionConfig, region_detections
 from wsl.models.backbones import build_backbone
-from wsl.models.wsddn import WSDDN, pool_regions, receptive_field_centre, spatial_regulariser
+from wsl.models.roi import pool_regions, receptive_field_centre
+from wsl.models.wsddn import WSDDN, spatial_regulariser
 from wsl.train import train
-from wsl.training.detections import DetectionConfig, region_detections
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.training.module import WSLModule
 
 CLASSES = ["a", "b", "c"]
 
@@ -118,10 +119,11 @@ def test_spatial_regulariser_has_the_released_codes_value_and_gradient() -> None
 # --- no weight decay on biases (wsddn_init.m) ---
 
 
-def module(**kwargs) -> WSDDNModule:
+def module(**kwargs) -> WSLModule:
     torch.manual_seed(0)
     optimizer = {"_target_": "torch.optim.SGD", "lr": 0.1, "weight_decay": 0.5}
-    return WSDDNModule(CLASSES, net={"weights": "none"}, optimizer=optimizer, **kwargs)
+    net = {"_target_": "wsl.models.wsddn.WSDDN", "weights": "none"}
+    return WSLModule(CLASSES, net=net, optimizer=optimizer, **kwargs)
 
 
 def test_biases_are_not_decayed_when_asked() -> None:

@@ -22,7 +22,7 @@ from wsl.evaluate import evaluate
 from wsl.models.wsddn import WSDDNOutput
 from wsl.structures.boxes import boxes_to_original, hflip_boxes
 from wsl.train import train
-from wsl.training.wsddn_module import WSDDNModule
+from wsl.training.module import WSLModule
 
 EPOCHS = 3
 
@@ -128,7 +128,7 @@ def test_evaluate_writes_the_detections_it_scored(runs: dict[str, Any], tmp_path
 @pytest.fixture(scope="module")
 def batch_and_module(
     learning_root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[dict[str, Any], WSDDNModule]:
+) -> tuple[dict[str, Any], WSLModule]:
     """A batch of 3 eval images (proposals included) and an untrained module whose heads are
     scaled up, so that its region scores clearly depend on the pixels."""
     cfg = compose_cfg("train", overrides(learning_root), tmp_path_factory.mktemp("batch"))
@@ -144,7 +144,7 @@ def batch_and_module(
 
 
 def test_detect_gives_top_k_boxes_of_the_image_on_disk_and_keeps_the_mode(
-    batch_and_module: tuple[dict[str, Any], WSDDNModule],
+    batch_and_module: tuple[dict[str, Any], WSLModule],
 ) -> None:
     batch, module = batch_and_module
     module.train()
@@ -155,7 +155,7 @@ def test_detect_gives_top_k_boxes_of_the_image_on_disk_and_keeps_the_mode(
         on_disk = boxes_to_original(
             batch["proposals"][i], batch["input_size"][i], batch["original_size"][i]
         )
-        assert 0 < len(boxes) <= module.detection_config.top_k
+        assert 0 < len(boxes) <= module.net.detection_config.top_k
         assert (boxes[:, None] == on_disk[None]).all(dim=2).any(dim=1).all()
         assert (scores[1:] <= scores[:-1]).all() and (classes < 4).all()
         height, width = batch["original_size"][i]
@@ -164,31 +164,37 @@ def test_detect_gives_top_k_boxes_of_the_image_on_disk_and_keeps_the_mode(
 
 
 def test_tta_averages_the_scores_of_each_proposal_over_views(
-    batch_and_module: tuple[dict[str, Any], WSDDNModule],
+    batch_and_module: tuple[dict[str, Any], WSLModule],
 ) -> None:
     batch, module = batch_and_module
     module.eval()
     images, proposals = batch["image"], batch["proposals"]
     with torch.no_grad():
-        plain = module(images, proposals).region_scores
+        plain = module.net(images, proposals).region_scores
         flipped_images = torch.zeros_like(images)
         flipped = []
         for i, (height, width) in enumerate(batch["input_size"]):
             flipped_images[i, :, :height, :width] = images[i, :, :height, :width].flip(-1)
             flipped.append(hflip_boxes(proposals[i], width))
-        mirrored = module(flipped_images, flipped).region_scores
-    expected = ((plain + mirrored) / 2).split([len(p) for p in proposals])
-    module.tta = type(module.tta)(flip=True)
-    try:
-        averaged, _ = module.view_scores(batch)
-        assert not torch.allclose(plain, mirrored, rtol=0.01)  # the flip changes the scores
-        for got, want in zip(averaged, expected, strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
-        eval_scale = min(batch["input_size"][0])  # not what the batch holds: views resized
-        module.tta = type(module.tta)(scales=[eval_scale * 2])
-        assert not torch.allclose(torch.cat(module.view_scores(batch)[0]), plain, rtol=0.01)
-    finally:
-        module.tta = type(module.tta)()
+        mirrored = module.net(flipped_images, flipped).region_scores
+        expected = ((plain + mirrored) / 2).split([len(p) for p in proposals])
+        net = module.net
+        net.tta = type(net.tta)(flip=True)
+        try:
+            averaged, boxes = net.view_scores(batch)[0]["model"]
+            assert not torch.allclose(plain, mirrored, rtol=0.01)  # the flip changes the scores
+            for got, want in zip(averaged, expected, strict=True):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+            for got, p, size, original in zip(
+                boxes, proposals, batch["input_size"], batch["original_size"], strict=True
+            ):  # the views' boxes, mapped back to the image on disk, are the proposals'
+                torch.testing.assert_close(got, boxes_to_original(p, size, original))
+            eval_scale = min(batch["input_size"][0])  # not what the batch holds: views resized
+            net.tta = type(net.tta)(scales=[eval_scale * 2])
+            rescaled = torch.cat(net.view_scores(batch)[0]["model"][0])
+            assert not torch.allclose(rescaled, plain, rtol=0.01)
+        finally:
+            net.tta = type(net.tta)()
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -196,17 +202,17 @@ def test_training_step_under_bf16_autocast_gives_a_float32_loss(
     learning_root: Path, tmp_path: Path
 ) -> None:
     # On the CPU, torchvision's roi_pool has no autocast rule (roi_align has; on CUDA both).
-    extra = ("model.net.roi_op=align", "model.spatial_reg_weight=1.0")
+    extra = ("model.net.roi_op=align", "model.net.spatial_reg_weight=1.0")
     cfg = compose_cfg("train", overrides(learning_root, *extra), tmp_path)
     datamodule = hydra.utils.instantiate(cfg.data, batch_size=2)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     torch.manual_seed(0)
-    module: WSDDNModule = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names)
+    module: WSLModule = hydra.utils.instantiate(cfg.model, class_names=datamodule.class_names)
     module.net.dropout.p = 0.0
     full = module.training_step(batch, 0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        output: WSDDNOutput = module.forward_batch(batch)
+        output: WSDDNOutput = module.net.forward_batch(batch)
         loss = module.training_step(batch, 0)
     assert output.features.dtype == torch.bfloat16  # autocast is on (heads: float32) ...
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())  # ... not for the loss
@@ -235,11 +241,12 @@ def test_voc_experiments_compose_the_published_setups(
     assert cfg.data._target_.endswith("VOCProposalsDataModule") and cfg.data.root.endswith("voc")
     assert cfg.model.net.backbone == backbone and cfg.model.net.weights == "imagenet"
     assert list(cfg.data.train_transform.scales) == train_scales and cfg.data.train_transform.flip
-    assert list(cfg.model.tta.scales) == tta_scales and cfg.trainer.max_epochs == epochs
-    assert cfg.model.inference.nms_iou == 0.4 and cfg.model.mil_class_reduction == "sum"
+    net = cfg.model.net
+    assert list(net.tta.scales) == tta_scales and cfg.trainer.max_epochs == epochs
+    assert net.inference.nms_iou == 0.4 and net.mil_class_reduction == "sum"
     assert dict(cfg.model.optimizer) == {
         "_target_": "torch.optim.SGD", "lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-4,
     }  # fmt: skip
     if experiment != "wsddn":
-        assert cfg.model.scheduler.step_size == 10 and cfg.model.spatial_reg_weight == 1e-4
-        assert cfg.model.tta.flip and cfg.data.eval_transform.scales == [1200]
+        assert cfg.model.scheduler.step_size == 10 and net.spatial_reg_weight == 1e-4
+        assert net.tta.flip and cfg.data.eval_transform.scales == [1200]

@@ -102,7 +102,8 @@ SIZES = {
 
 def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
     """The plain baseline first, then the project's WSDDN step (its last row is the one the
-    loader is compared with), then OICR's and PCL's step with the same options, then that WSDDN
+    loader is compared with), then OICR's, PCL's and MIST's step with the same options, then that
+    WSDDN
     step on VGG16 at stride 16 and at stride 8 (the OICR/PCL body)."""
     plain = TrainSetup("plain b=1 fp32", plain=True)
     if device == "cpu":
@@ -116,7 +117,7 @@ def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
     project = wsddn[-1]
     refinement = [
         replace(project, name=project.name.replace("wsl", method, 1), refinement=method)
-        for method in ("oicr", "pcl")
+        for method in ("oicr", "pcl", "mist")
     ]
     vgg16 = [
         replace(project, name=project.name.replace("wsl", "wsl vgg16 s16", 1), backbone="vgg16"),
@@ -148,7 +149,7 @@ def build_report(
     """Every measurement and the ratios derived from them, as plain JSON-able values
     (``device``: "cpu" or "cuda"; ``device_name``: what :func:`describe_device` says).
 
-    Training ratios are against the first (plain) row, and for OICR and PCL also against the
+    Training ratios are against the first (plain) row, and for OICR, PCL and MIST also against the
     project's WSDDN step (the last AlexNet row without refinement), which the loader is compared
     with; the VGG16 stride-8 row is also compared with the stride-16 one (``vs_stride_16``).
     """

@@ -50,6 +50,17 @@ PARTIAL_SUFFIX = ".partial"  # a checkpoint being written: .<name>.<random>.part
 PARTIAL_PATTERN = f".*.ckpt*{PARTIAL_SUFFIX}"  # ours (and LastCheckpoint's .last.ckpt.partial)
 FULL_DISK_BYTES = 16 << 20  # a save that failed with less free space than this: the disk is full
 
+# The model classes of wsl before the one training module (a family per LightningModule):
+# their checkpoints' configs and weights do not fit today's, and are retrained
+FORMER_MODULES = frozenset(
+    f"wsl.training.{name}"
+    for name in (
+        "localizer_module.LocalizerModule",
+        "wsddn_module.WSDDNModule",
+        "refinement_module.RefinementModule",
+    )
+)
+
 
 class CheckpointError(WSLError):
     """A checkpoint that cannot be used. The message names the file and the problem."""
@@ -100,6 +111,11 @@ def _ckpt_paths_outside(state: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def family_name(model_cfg: Any) -> str:
+    """The name of the model family a ``model`` config builds (``model.net``'s class)."""
+    return str(OmegaConf.select(model_cfg, "net._target_")).rsplit(".", 1)[-1]
+
+
 def check_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless what ``checkpoint`` (read from ``path``) holds
     beside its tensors is data wsl can use as it is: its run config passes
@@ -110,6 +126,14 @@ def check_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
     if config is not None:
         if not isinstance(config, Mapping):
             raise CheckpointError(path, f"its '{CHECKPOINT_KEY}' entry is not a config")
+        model = config.get("model")
+        former = model.get("_target_") if isinstance(model, Mapping) else None
+        if former in FORMER_MODULES:
+            raise CheckpointError(
+                path,
+                f"written by an older wsl, whose model classes ({str(former).rsplit('.', 1)[-1]}) "
+                "are gone: train it again (docs/troubleshooting.md)",
+            )
         try:
             check_stored_config(config)
         except UntrustedConfigError as error:
@@ -180,8 +204,8 @@ class RunCheckpoint:
 
     @property
     def family(self) -> str:
-        """The model class the run built, e.g. ``LocalizerModule``."""
-        return str(self.config.model._target_).rsplit(".", 1)[-1]
+        """The model family the run built, e.g. ``WSDDN`` (``model.net``'s class)."""
+        return family_name(self.config.model)
 
     def build_module(self, map_location: str | torch.device = "cpu") -> pl.LightningModule:
         """The run's LightningModule with the checkpoint's weights, on ``map_location``."""
@@ -210,7 +234,7 @@ class RunCheckpoint:
         """Raise :class:`CheckpointError` (one line: what differs) unless a run configured with
         ``model_cfg``, whose model is ``module``, can take this checkpoint's weights and, when
         ``with_optimizer`` (resuming a fit), its optimizer and scheduler state."""
-        expected = str(model_cfg._target_).rsplit(".", 1)[-1]
+        expected = family_name(model_cfg)
         if self.family != expected:
             raise CheckpointError(
                 self.path,

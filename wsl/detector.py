@@ -36,7 +36,7 @@ from wsl.data.selective_search import selective_search
 from wsl.data.transforms import build_transform
 from wsl.models.backbones import spatial_size
 from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
-from wsl.training.base_module import WSLModule
+from wsl.training.module import WSLModule
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class Detector:
         self,
         module: pl.LightningModule,
         run_cfg: DictConfig,
-        score_threshold: float = 0.05,
+        score_threshold: float | None = None,
         max_boxes: int | None = 10,
         class_threshold: float = 0.5,
         selective_search_mode: str = "fast",
@@ -258,7 +258,10 @@ class Detector:
         self.module = module
         self.class_names = list(module.class_names)
         self.transform = build_transform(**run_cfg.data.eval_transform)
-        self.score_threshold = score_threshold
+        # None: the family's (WSDDN 1e-3, refinement heads and the Localizer 0.05)
+        self.score_threshold = (
+            module.default_score_threshold if score_threshold is None else score_threshold
+        )
         self.max_boxes = max_boxes
         self.class_threshold = class_threshold
         self.selective_search_mode = selective_search_mode

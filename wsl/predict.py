@@ -73,7 +73,7 @@ from wsl.runtime.console import quiet_console
 from wsl.runtime.run_dir import RunDirError, ensure_writable
 from wsl.runtime.run_failure import reported_run
 from wsl.structures.boxes import boxes_to_original, upright_boxes
-from wsl.training.base_module import WSLModule
+from wsl.training.module import WSLModule
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         proposals, errors = search_proposals(hydra.utils.instantiate(cfg.proposals), images)
         proposal_filter = run_filter(run_cfg, cfg.proposal_filter)
     predictor = model_predictor(module, transform, cfg.class_threshold, proposals, proposal_filter)
+    threshold = cfg.score_threshold
+    if threshold is None:  # the family's
+        threshold = module.default_score_threshold
     results: dict[str, Any] = {}
     stems = picture_stems(images)
     taken: set[str] = set()
@@ -267,7 +270,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                     found = proposals[path]
                     turned = upright_boxes(found.boxes, orientation, stored[1], stored[0])
                     proposals[path] = Proposals(turned, found.scores)  # what predictor reads
-                prediction = predictor(path, image, on_disk).top(cfg.score_threshold, cfg.max_boxes)
+                prediction = predictor(path, image, on_disk).top(threshold, cfg.max_boxes)
             except DataError as error:
                 errors[path] = error
                 log.error("failed %s", error)

@@ -112,9 +112,15 @@ def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if not cfg.test:
-        return {k: float(v) for k, v in trainer.callback_metrics.items()}
-    test_ckpt = None if cfg.train else ckpt_path
-    return test_and_write(trainer, model, datamodule, cfg.paths.output_dir, test_ckpt)["metrics"]
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    else:
+        test_ckpt = None if cfg.train else ckpt_path
+        output_dir = cfg.paths.output_dir
+        metrics = test_and_write(trainer, model, datamodule, output_dir, test_ckpt)["metrics"]
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if cfg.train and trainer.is_global_zero and last.is_file():
+        log.info("checkpoint: %s", last)  # for wsl.evaluate, wsl.predict and wsl.load
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -1,5 +1,5 @@
-"""Does refinement help? WSDDN, OICR and PCL with the same budget, from a supervised backbone or
-from scratch.
+"""Does refinement help? WSDDN, OICR, PCL and MIST with the same budget, from a supervised
+backbone or from scratch.
 
     python -m wsl.benchmarks.refinement --seeds 3 --out refinement.json                # pretrained
     python -m wsl.benchmarks.refinement --seeds 3 --backbone scratch --out scratch.json
@@ -12,8 +12,8 @@ trained with full labels on object-centric crops of the same classes
 read from ``--backbone-file``), conv1 frozen as Fast R-CNN; with ``--backbone scratch`` from
 random weights. For every method and seed it runs ``python -m wsl.train
 experiment=<method>_demo`` in its own process (the demos differ only in the model and its
-method's own recipe: the MIL loss averaged over classes for OICR and PCL, as their code, and
-each one's background rule; same data, transforms, Adam, budget) for ``2 x --epochs`` epochs,
+method's own recipe: the MIL loss averaged over classes for OICR, PCL and MIST, as their code,
+and each one's pseudo-label rule; same data, transforms, Adam, budget) for ``2 x --epochs`` epochs,
 keeping the checkpoint after ``--epochs`` epochs too: the learning rate is constant, so that
 checkpoint is the ``--epochs`` run. Both checkpoints are scored
 (:mod:`wsl.benchmarks.stream_scores`) on test (detection mAP) and trainval (CorLoc; median
@@ -47,7 +47,7 @@ from wsl.data.generate import generate_voc
 from wsl.data.generated_images import DIFFICULTIES
 from wsl.runtime.atomic import atomic_path
 
-METHODS = ("wsddn", "oicr", "pcl")
+METHODS = ("wsddn", "oicr", "pcl", "mist")
 BACKBONES = ("crops", "scratch")
 REPORTED = {  # name -> (split, header)
     "det_mAP": ("test", "detection mAP (test)"),

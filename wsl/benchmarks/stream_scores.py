@@ -5,7 +5,8 @@ or loses, each source is scored alone on the same images, with the model's test-
 (NMS, threshold, top k, TTA): ``WSDDN`` (the region scores of the MIL head), ``stream 1`` ...
 ``stream K`` (each refinement stream's class scores, background dropped) and ``detections``
 (what the model's ``detect`` ranks: WSDDN's region scores for WSDDN, the streams' mean for
-OICR and PCL). For each source and split: VOC07 detection mAP and its per-class APs, CorLoc
+OICR and PCL), by the family's ``detections_by_source``: one forward pass per test-time view
+for all sources. For each source and split: VOC07 detection mAP and its per-class APs, CorLoc
 and its per-class values, and the median top-box area over GT area
 (:mod:`wsl.benchmarks.top_boxes`).
 
@@ -16,56 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import open_dict
-from torch import Tensor
 
 from wsl.benchmarks.top_boxes import top_box_area_ratio
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
 from wsl.evaluation.corloc import CorLocEvaluator
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
-from wsl.structures.detections import Detections
-from wsl.training.base_module import eval_mode, ground_truths_of
-
-Scorer = Callable[[Any], Tensor]  # a forward pass's output -> region scores (R, C)
-
-
-def score_sources(module: Any) -> dict[str, Scorer]:
-    """The region-score sources of a WSDDN or refinement module, by name."""
-    sources: dict[str, Scorer] = {"WSDDN": lambda output: output.region_scores.float()}
-    if hasattr(module, "stream_scores"):
-        for k in range(len(module.refinement.streams)):
-            sources[f"stream {k + 1}"] = lambda output, k=k: module.stream_scores(output)[k][
-                :, 1:
-            ].float()
-    sources["detections"] = module.region_scores_for_detection
-    return sources
-
-
-def detections_by_source(
-    module: Any, batch: Mapping[str, Any], sources: Mapping[str, Scorer]
-) -> dict[str, list[Detections]]:
-    """What ``module.detect(batch, scorer)`` gives for every source, from one forward pass per
-    test-time view: the sources' scores side by side are averaged over the views together
-    (averaging is per column), then each source's columns are post-processed alone."""
-    with eval_mode(module):
-        side_by_side = module.view_scores(
-            batch, lambda output: torch.cat([scorer(output) for scorer in sources.values()], 1)
-        )[0]
-        num_classes, num_views = len(module.class_names), len(module.tta.views())
-        return {
-            name: module.postprocess(
-                batch, [r[:, k * num_classes : (k + 1) * num_classes] for r in side_by_side],
-                num_views,
-            )
-            for k, name in enumerate(sources)
-        }  # fmt: skip
+from wsl.training.module import ground_truths_of, inference_context
 
 
 def score_checkpoint(
@@ -76,7 +40,7 @@ def score_checkpoint(
     ``corloc_per_class``, ``top_box_area_ratio``."""
     checkpoint = RunCheckpoint.read(ckpt_path)
     module = checkpoint.build_module()
-    sources = score_sources(module)
+    sources = module.net.score_sources()  # "model" is reported as "detections"
     scores: dict[str, dict[str, dict[str, Any]]] = {}
     for split in splits:
         data_cfg = checkpoint.config.data.copy()
@@ -95,14 +59,16 @@ def score_checkpoint(
         }  # fmt: skip
         for batch in datamodule.test_dataloader():
             ground_truths = ground_truths_of(batch)
-            for name, detections in detections_by_source(module, batch, sources).items():
+            with inference_context(module):
+                by_source = module.net.detections_by_source(batch, sources)
+            for name, detections in by_source.items():
                 for evaluator in evaluators[name]:
                     evaluator.process(batch["image_id"], detections, ground_truths)
         scores[split] = {}
         for name, (ap, corloc) in evaluators.items():
             ap_results, corloc_results = ap.evaluate(), corloc.evaluate()
             records = corloc.gathered_detections()
-            scores[split][name] = {
+            scores[split]["detections" if name == "model" else name] = {
                 "det_mAP": ap_results["mAP"],
                 "ap_per_class": ap_results["ap_per_class"],
                 "CorLoc": corloc_results["CorLoc"],

@@ -7,8 +7,10 @@ public ports, on random images and random valid proposals (fixed seed).
 - **wsl**: a batch of images, zero-padded as ``collate_padded`` pads them, each with its own
   number of proposals, through :class:`~wsl.models.wsddn.WSDDN` (one ROI-pool call for the
   batch, segment-wise softmax), optionally under ``torch.autocast(dtype=torch.bfloat16)``, with
-  channels-last tensors and ``cudnn.benchmark``. The loss is computed outside autocast, in
-  float32, as ``WSDDNModule`` does (autocast refuses ``binary_cross_entropy`` on CUDA).
+  channels-last tensors and ``cudnn.benchmark``. The loss is the family's own
+  (:meth:`~wsl.models.wsddn.WSDDN.step`: the named losses, computed outside autocast in
+  float32), summed as the training module sums them; a setup's ``refinement`` adds that head
+  (``REFINEMENT_HEADS``: OICR's, PCL's or MIST's streams) and its losses.
 
 Both train the same network (AlexNet, weights ``none``, same seed) with the WSDDN config's SGD.
 A setup may name another ``backbone``: ``vgg16`` (stride 16, conv1 frozen as
@@ -42,14 +44,18 @@ from torchvision.ops import roi_pool
 
 from wsl.benchmarks.memory import PeakMemory
 from wsl.data.datamodule import collate_padded
-from wsl.models.refinement import RefinementHeads
 from wsl.models.wsddn import EPS, WSDDN, wsddn_loss
-from wsl.pseudo_labels.losses import stream_losses
 
 PORTRAIT_FRACTION = 0.3
 MIN_PROPOSAL_SIDE = 20  # pixels, as data.proposal_filter.min_size
 # conf/model/wsddn.yaml's optimizer
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 1e-5, 0.9, 5e-4
+# the heads of a setup's ``refinement`` (conf/model/oicr.yaml, pcl.yaml, mist.yaml)
+REFINEMENT_HEADS: dict[str, dict[str, Any]] = {
+    "oicr": {"_target_": "wsl.models.refinement.RefinementHeads", "method": "oicr"},
+    "pcl": {"_target_": "wsl.models.refinement.RefinementHeads", "method": "pcl"},
+    "mist": {"_target_": "wsl.models.mist.MISTHeads"},
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class TrainSetup:
     bf16: bool = False  # autocast to bfloat16
     channels_last: bool = False
     cudnn_benchmark: bool = False
-    refinement: str | None = None  # "oicr" | "pcl": WSDDN plus 3 refinement streams and losses
+    refinement: str | None = None  # a REFINEMENT_HEADS key: WSDDN plus that head and its losses
     backbone: str = "alexnet"  # wsl.models.backbones.BACKBONES
     freeze_blocks: int = 0  # WSDDN(freeze_blocks=...): leading conv blocks kept fixed
 
@@ -173,11 +179,7 @@ def _pinned(value: Any) -> Any:
 
 
 def _step_function(
-    setup: TrainSetup,
-    model: WSDDN,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    heads: RefinementHeads | None = None,
+    setup: TrainSetup, model: WSDDN, optimizer: torch.optim.Optimizer, device: torch.device
 ) -> Callable[[dict[str, Any]], None]:
     """One training step of ``setup`` on one input of its kind."""
 
@@ -196,20 +198,16 @@ def _step_function(
         images = x["image"].to(device, non_blocking=True)
         if setup.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        proposals = [p.to(device, non_blocking=True) for p in x["proposals"]]
+        batch = {
+            **x,
+            "image": images,
+            "proposals": [p.to(device, non_blocking=True) for p in x["proposals"]],
+            "labels": x["labels"].to(device, non_blocking=True),
+            "label_weights": x["label_weights"].to(device, non_blocking=True),
+        }
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setup.bf16):
-            output = model(images, proposals)
-        labels = x["labels"].to(device, non_blocking=True)
-        loss = wsddn_loss(output.image_scores.float(), labels)
-        if heads is not None:  # as RefinementModule: WSDDN's loss plus the streams' sum
-            boxes = torch.cat(proposals)
-            streams = heads(output.features)
-            scores = output.region_scores.float()
-            refined = stream_losses(
-                setup.refinement, boxes, output.region_image, scores, streams, labels
-            )
-            loss = loss + refined.sum()
-        update(loss)
+            losses = model.step(batch).losses
+        update(sum(losses.values()))  # type: ignore[arg-type]
 
     return plain_step if setup.plain else wsl_step
 
@@ -230,21 +228,20 @@ def measure_training(setup: TrainSetup, work: TrainWork) -> TrainResult:
         inputs = _pinned(inputs)
     memory = PeakMemory(device)
     torch.manual_seed(work.seed)
+    refinement = None if setup.refinement is None else REFINEMENT_HEADS[setup.refinement]
     model = WSDDN(
-        work.num_classes, backbone=setup.backbone, weights="none", freeze_blocks=setup.freeze_blocks
-    )
+        work.num_classes, backbone=setup.backbone, weights="none",
+        freeze_blocks=setup.freeze_blocks, refinement=refinement,
+        mil_class_reduction="sum" if refinement is None else "mean",
+    )  # fmt: skip
     model = model.to(device).train()
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    heads = None
-    if setup.refinement is not None:
-        heads = RefinementHeads(model.fc8c.in_features, work.num_classes).to(device)
-        parameters += list(heads.parameters())
     optimizer = torch.optim.SGD(
         parameters, lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
     )
-    step = _step_function(setup, model, optimizer, device, heads)
+    step = _step_function(setup, model, optimizer, device)
 
     def one_pass() -> float:
         _synchronize(device)

@@ -1,7 +1,7 @@
 """Pictures of a detector's best box for each class in fixed images, untrained and trained.
 
 The LightningModule must have ``detections_by_source(batch)`` as
-:class:`~wsl.training.base_module.WSLModule` (every family): ``{name: detect(batch)}``. A fixed,
+:class:`~wsl.training.module.WSLModule` (every family): ``{name: detect(batch)}``. A fixed,
 seeded set of images of a split is drawn when training starts (the model before any step: the
 first evaluation's model) and when it ends (the model of the evaluator's final evaluation, at the
 same step); :meth:`BoxPictures.draw` draws them at any other time. Each picture is the image on disk

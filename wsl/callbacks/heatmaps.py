@@ -21,6 +21,8 @@ import pytorch_lightning as pl
 import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from wsl.callbacks.periodic_evaluation import run_in_eval_mode
+from wsl.data.datamodule import collate_stacked
 from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
 from wsl.drawing import enlarge, heatmap_picture, save_png
@@ -91,16 +93,17 @@ class HeatmapPictures(pl.Callback):
     ) -> list[str]:
         """Draw the heatmaps of ``dataset[indices]``, logged as ``<prefix>/<image id>/<class>``
         and saved as ``<folder>/batch_<B>/<image id>/<class>.png``; return the tags."""
-        was_training = pl_module.training
-        pl_module.eval()
         tags = []
         for batch_position, i in enumerate(indices):
             sample = dataset[i]
             if sample is None:
                 continue
-            output = pl_module(sample["image"][None].to(pl_module.device))
-            maps = torch.sigmoid(output.score_maps[0].float()).cpu()
-            scores = torch.sigmoid(output.logits[0].float()).cpu()
+            batch = collate_stacked([sample])
+            _, [evidence] = run_in_eval_mode(
+                trainer, pl_module, batch, pl_module.detect_with_evidence
+            )
+            assert evidence is not None, "the model gives no heatmaps"
+            scores, maps = evidence
             record = dataset.index[i]
             picture = pil_to_tensor(read_rgb(record.image_path))
             directory = None
@@ -116,7 +119,6 @@ class HeatmapPictures(pl.Callback):
                 overlay = heatmap_picture(picture, maps[c], title)
                 self._emit(trainer, f"{tag}/{name}", directory, name, overlay)
                 tags.append(f"{tag}/{name}")
-        pl_module.train(was_training)
         return tags
 
     def _emit(

@@ -2,7 +2,7 @@
 
 The LightningModule must have ``detect(batch) -> [(boxes (K, 4), scores (K,), classes (K,))]``,
 one tuple per image, boxes in 0-based inclusive pixels of the image on disk (every family:
-:class:`~wsl.training.base_module.WSLModule`).
+:class:`~wsl.training.module.WSLModule`).
 The images are drawn once, with a seed, from a split of the datamodule (``trainer.datamodule``,
 a :class:`~wsl.data.datamodule.VOCDataModule`), loaded with its eval transform, collate function,
 batch size and workers. AP is VOC07's (11-point, difficult ignored, see

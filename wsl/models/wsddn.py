@@ -13,48 +13,60 @@ resized image). A batch pads images with zeros at the bottom and right, so boxes
 Regions of all images are pooled in one call and concatenated in image order; the softmax over
 regions is computed per image (segment-wise), so images of a batch never share it.
 
-Feature-map geometry: AlexNet and VGG16 have stride 16 (AlexNet: conv1 4, pool1 2, pool2 2;
-VGG16: four pools of 2). AlexNet's map side is floor-rounded (512 px → 31 cells, not 32) and its
-cell ``m`` is centred on pixel ``16 m + 15`` (VGG16: ``16 m + 7.5``); like Fast R-CNN, the ROI
-pooling maps boxes with ``spatial_scale = 1/stride`` and ignores this offset (unless
-``roi_offsets``). ``vgg16_dilated`` (OICR's and PCL's body, see ``wsl.models.backbones``) has
-three pools of 2: stride 8, cell ``m`` centred on ``8 m + 3.5``, boxes mapped at ``1/8`` as
-both codes (ppengtang/oicr ``models/VGG16/train.prototxt`` line 399 ``spatial_scale: 0.125``;
-pcl.pytorch 0.4.0 ``lib/modeling/vgg16.py`` line 61). ``roi_op``:
+**As a family** (:class:`~wsl.models.family.Family`): a training batch's losses are ``bce``, the
+per-image BCE of the image scores against the image labels, *summed* over the classes as the
+MatConvNet original (``mil_class_reduction: sum``; ``mean``: averaged over them, as the
+refinement methods' codes: pcl.pytorch ``lib/modeling/pcl_heads.py:84``, wetectron
+``modeling/roi_heads/weak_head/loss.py:89``, Caffe OICR's ``multi_class_cross_entropy_loss_layer``)
+and, with ``spatial_reg_weight``, the weighted ``spatial_reg``. The family's loss reduction is
+``sum``: the objective is the per-image loss summed over the batch's images, so a batch of N
+images makes the step N single-image steps would (to first order) and the original's batch of
+one image and learning rate (1e-5) carry over to any batch size. BCE and the regulariser are
+computed in float32 outside autocast (CUDA autocast refuses ``binary_cross_entropy``); a NaN
+score gives a NaN loss (:func:`wsddn_loss`), which the training module skips and counts.
 
-- ``"pool"``: ``torchvision.ops.roi_pool`` (max), Fast R-CNN's rounding: ``round(x / 16)`` for both
-  ends and a width of ``end - start + 1`` cells, i.e. inclusive boxes, passed as they are;
-- ``"align"``: ``torchvision.ops.roi_align`` (bilinear average) with ``aligned=True``, which reads
-  continuous coordinates (pixel ``i`` spans ``[i, i + 1)``), so inclusive boxes are passed as
-  ``x1, y1, x2 + 1, y2 + 1``.
+**Refinement** (``refinement``): a head on the fc7 region features chosen in YAML, e.g.
+:class:`~wsl.models.refinement.RefinementHeads` (OICR, PCL) or
+:class:`~wsl.models.mist.MISTHeads` (MIST, with box regression). It adds its losses to WSDDN's
+(summed, as the authors' codes), and the detections are then made of its scores (and, if it
+regresses boxes, its boxes) instead of WSDDN's region scores. The image scores of the
+classification metrics stay WSDDN's: a stream's scores are per-region softmaxes, whose sum over
+an image's regions is no probability.
 
-``roi_offsets`` (with ``"pool"``): boxes map to feature cells as the released code's ``getBatch``
-(``wsddn_train.m``, ``wsddn_test.m``) maps them, with the receptive-field centre ``c`` of cell 0
-and a shrink ``o1 = 9.5`` pixels: first cell ``floor((x1 - c + o1) / 16 + 0.5)``, last cell
-``ceil((x2 - c - o1) / 16 - 0.5)`` (0-based pixels, cells and ``c``; the code writes the same in
-1-based ones with ``o0 = c + 1``), then max-pooled by MatConvNet's ``ROIPooling``
-(``transform = 1``), which bins cells exactly as ``roi_pool`` at ``spatial_scale = 1``. The
-code's ``o0`` is 18 for VGG-F and 8.5 for VGG16; here ``c`` is computed from the backbone's
-layers (:func:`receptive_field_centre`): 15 for torchvision's AlexNet (``o0 = 16``: its conv1 is
-padded by 2, VGG-F's is not) and 7.5 for VGG16 (``o0 = 8.5``, the code's value).
+**Detections** (:meth:`WSDDN.predict`): the region scores (and boxes) averaged over the
+test-time views (``tta``, :class:`~wsl.inference.regions.TTAConfig`), then thresholded, NMS-ed
+and cut to the top k (``inference``, :class:`~wsl.inference.regions.DetectionConfig`).
+:meth:`WSDDN.detections_by_source` gives, with a refinement head, WSDDN's detections and the
+last stream's side by side.
+
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import hydra
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import roi_align, roi_pool
 
+from wsl.inference.regions import DetectionConfig, TTAConfig, region_detections, view_of_batch
 from wsl.models.backbones import build_backbone
-from wsl.structures.boxes import voc_iou
+from wsl.models.family import Family, Prediction, StepOutput
+from wsl.models.roi import (
+    ROI_OPS,
+    float32_block,
+    pool_regions,
+    receptive_field_centre,
+    softmax_per_image,
+)
+from wsl.structures.boxes import Size, boxes_to_original, hflip_boxes, voc_iou
+from wsl.structures.detections import Detections
 
-ROI_OPS = ("pool", "align")
 EPS = 1e-6  # image scores are clamped into [EPS, 1 - EPS], so BCE's logs stay finite
-ROI_SHRINK = 9.5  # pixels each box end moves inwards before mapping to cells (wsddn_train.m: o1)
+MIL_CLASS_REDUCTIONS = ("sum", "mean")  # of the per-image BCE over the classes
+MODEL_SOURCE, WSDDN_SOURCE = "model", "WSDDN"  # detections by the family's choice, by WSDDN's
 
 
 class WSDDNOutput(NamedTuple):
@@ -68,7 +80,7 @@ class WSDDNOutput(NamedTuple):
     features: Tensor  # (R, 4096) fc7 after ReLU and dropout, the heads' input (spatial_regulariser)
 
 
-class WSDDN(nn.Module):
+class WSDDN(Family):
     """WSDDN on a torchvision backbone (see the module docstring).
 
     ``backbone``: "alexnet" (6x6 ROIs), "vgg16" (7x7 ROIs) or "vgg16_dilated" (VGG16 at stride 8,
@@ -95,7 +107,15 @@ class WSDDN(nn.Module):
 
     Under autocast (bf16), ``fc8c``, ``fc8d`` and both softmaxes run in float32: the region
     scores are products of two softmaxes, far below bf16's resolution near 1.
+
+    The family's settings (see the module docstring): ``mil_class_reduction`` (``sum`` or
+    ``mean``), ``spatial_reg_weight`` (0: off; the released code: 1e-4), ``refinement`` (a
+    ``_target_`` config of a head taking ``in_features`` and ``num_classes``, or ``None``),
+    ``inference`` and ``tta`` (keyword arguments of ``DetectionConfig`` and ``TTAConfig``).
     """
+
+    needs_proposals = True
+    loss_reduction = "sum"
 
     def __init__(
         self,
@@ -110,8 +130,18 @@ class WSDDN(nn.Module):
         proposal_score_gain: float = 10.0,
         detection_temperature: float = 1.0,
         roi_offsets: bool = False,
+        mil_class_reduction: str = "sum",
+        spatial_reg_weight: float = 0.0,
+        refinement: Mapping[str, Any] | None = None,
+        inference: Mapping[str, Any] | None = None,
+        tta: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if mil_class_reduction not in MIL_CLASS_REDUCTIONS:
+            raise ValueError(
+                f"model.net.mil_class_reduction must be one of {list(MIL_CLASS_REDUCTIONS)}: "
+                f"{mil_class_reduction!r}"
+            )
         if roi_op not in ROI_OPS:
             raise ValueError(f"unknown roi_op {roi_op!r}; choose one of {ROI_OPS}")
         if roi_offsets and roi_op != "pool":
@@ -144,6 +174,24 @@ class WSDDN(nn.Module):
         for head in (self.fc8c, self.fc8d):  # as wsddn_init.m
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
+        self.mil_class_reduction = mil_class_reduction
+        self.spatial_reg_weight = spatial_reg_weight
+        self.refinement = (
+            hydra.utils.instantiate(
+                dict(refinement),
+                in_features=parts.fc7.out_features,
+                num_classes=num_classes,
+                _convert_="all",
+            )
+            if refinement
+            else None
+        )
+        self.detection_config = DetectionConfig(**(inference or {}))
+        self.tta = TTAConfig(**(tta or {}))
+        # WSDDN's region scores are products of two softmaxes, a fraction of the image score:
+        # wsddn_test.m keeps a score above 1e-3 (summed over its 10 views); the streams' are
+        # per-region class probabilities
+        self.default_score_threshold = 1e-3 if self.refinement is None else 0.05
 
     def forward(
         self,
@@ -168,7 +216,7 @@ class WSDDN(nn.Module):
             x = x * (1 + self.proposal_score_gain * scores)[:, None, None, None]
         x = self.dropout(F.relu(self.fc6(x.flatten(1))))
         x = self.dropout(F.relu(self.fc7(x)))
-        with _float32(images.device.type):
+        with float32_block(images.device.type):
             classification = self.fc8c(x.float()).softmax(dim=1)
             detection_logits = self.fc8d(x.float()) / self.detection_temperature
             detection = softmax_per_image(detection_logits, region_image, num_images)
@@ -177,79 +225,182 @@ class WSDDN(nn.Module):
         image_scores = image_scores.index_add(0, region_image, region_scores).clamp(EPS, 1 - EPS)
         return WSDDNOutput(image_scores, region_scores, region_image, classification, detection, x)
 
+    # -- the family -------------------------------------------------------------------------
 
-def _float32(device_type: str) -> AbstractContextManager[Any]:
-    """A block outside autocast, where the device has autocast (the meta device has none)."""
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return nullcontext()
-
-
-def pool_regions(
-    feature_maps: Tensor,
-    boxes: Tensor,
-    region_image: Tensor,
-    output_size: int,
-    stride: int,
-    op: str = "pool",
-    centre: float | None = None,
-) -> Tensor:
-    """ROI-pools inclusive pixel ``boxes`` (R, 4) from ``feature_maps[region_image]``: (R, D, s, s).
-
-    One ``roi_pool``/``roi_align`` call for the batch, with rows ``[image index, box]``; see the
-    module docstring for the coordinates each op reads. ``centre``: the receptive-field centre
-    of cell 0 in pixels (0-based); when given, boxes become cells with the released code's
-    offsets (``"pool"`` only).
-    """
-    if centre is not None:
-        if op != "pool":
-            raise ValueError(f"receptive-field offsets need op='pool', got {op!r}")
-        start = ((boxes[:, :2] - centre + ROI_SHRINK) / stride + 0.5).floor()
-        end = ((boxes[:, 2:] - centre - ROI_SHRINK) / stride - 0.5).ceil()
-        cells = torch.cat([start, end], dim=1)
-        rois = torch.cat([region_image[:, None].to(boxes), cells], dim=1)
-        return roi_pool(feature_maps, rois, output_size, spatial_scale=1.0)
-    if op == "align":
-        boxes = boxes + boxes.new_tensor([0, 0, 1, 1])  # inclusive ends -> continuous ends
-    rois = torch.cat([region_image[:, None].to(boxes), boxes], dim=1)
-    if op == "pool":
-        return roi_pool(feature_maps, rois, output_size, spatial_scale=1 / stride)
-    if op == "align":
-        return roi_align(feature_maps, rois, output_size, spatial_scale=1 / stride, aligned=True)
-    raise ValueError(f"unknown roi op {op!r}; choose one of {ROI_OPS}")
-
-
-def receptive_field_centre(features: nn.Module) -> float:
-    """Pixel (0-based) on which cell 0 of ``features``' output map is centred.
-
-    Over the convolutions and max-pools in module order: ``centre += jump * ((k - 1) d / 2 - p)``
-    and ``jump *= s`` (kernel ``k``, dilation ``d``, padding ``p``, stride ``s``). Torchvision's
-    AlexNet: 15 (MatConvNet's 1-based ``o0`` = 16); VGG16: 7.5 (``o0`` = 8.5, as the code).
-    """
-    centre, jump = 0.0, 1
-    for layer in features.modules():
-        if isinstance(layer, nn.Conv2d | nn.MaxPool2d):
-            k, s, p, d = (
-                v if isinstance(v, int) else v[0]
-                for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    def forward_batch(
+        self, batch: Mapping[str, Any], images: Tensor | None = None,
+        proposals: list[Tensor] | None = None,
+    ) -> WSDDNOutput:  # fmt: skip
+        """The network on ``batch`` (or on a view of it: its ``images`` and ``proposals``);
+        proposal scores are passed only when the network uses them and every image has them."""
+        device = self.fc8c.weight.device
+        if images is None:
+            images, proposals = (
+                batch["image"].to(device),
+                [p.to(device) for p in batch["proposals"]],
             )
-            centre += jump * ((k - 1) * d / 2 - p)
-            jump *= s
-    return centre
+        assert proposals is not None
+        scores = batch.get("proposal_scores") if self.use_proposal_scores else None
+        if scores is not None and any(s is None for s in scores):
+            scores = None  # the network says what is missing
+        return self(images, proposals, scores)
 
+    def heads(self, output: WSDDNOutput) -> Any:
+        """The refinement head's output on ``output``'s region features (``None`` without)."""
+        return None if self.refinement is None else self.refinement(output.features)
 
-def softmax_per_image(logits: Tensor, region_image: Tensor, num_images: int) -> Tensor:
-    """Softmax of ``logits`` (R, C) over the regions of each image, per class, vectorized.
+    def losses(
+        self, output: WSDDNOutput, heads: Any, batch: Mapping[str, Any]
+    ) -> dict[str, Tensor]:
+        """The named per-image losses (means over the batch's images, float32): ``bce``, the
+        weighted ``spatial_reg`` (with ``spatial_reg_weight``) and the refinement head's."""
+        device = output.image_scores.device
+        labels = batch["labels"].to(device).float()
+        with float32_block(device.type):
+            bce = wsddn_loss(output.image_scores.float(), labels, batch["label_weights"].to(device))
+            terms = {"bce": labels.shape[1] * bce if self.mil_class_reduction == "sum" else bce}
+            boxes = torch.cat(batch["proposals"]).to(device).float()
+            if self.spatial_reg_weight:
+                regulariser = spatial_regulariser(
+                    output.features.float(), output.region_scores.float(), boxes,
+                    output.region_image, labels,
+                )  # fmt: skip
+                terms["spatial_reg"] = self.spatial_reg_weight * regulariser
+            if heads is not None:
+                assert self.refinement is not None
+                terms.update(
+                    self.refinement.losses(
+                        heads, boxes, output.region_image, output.region_scores.float(), labels
+                    )
+                )
+        return terms
 
-    ``region_image`` (R,) holds each region's image index. Per image and class, the max logit is
-    subtracted (a shift that leaves the softmax unchanged and keeps ``exp`` finite).
-    """
-    index = region_image[:, None].expand_as(logits)
-    peak = logits.new_full((num_images, logits.shape[1]), -torch.inf)
-    peak = peak.scatter_reduce(0, index, logits.detach(), "amax")
-    exp = (logits - peak[region_image]).exp()
-    total = exp.new_zeros(num_images, logits.shape[1]).index_add(0, region_image, exp)
-    return exp / total[region_image]
+    def step(self, batch: Mapping[str, Any], detect: bool = False) -> StepOutput:
+        output = self.forward_batch(batch)
+        heads = self.heads(output)
+        detections = None
+        if detect:
+            with torch.no_grad():
+                proposals = [p.to(output.features.device) for p in batch["proposals"]]
+                scores, boxes = self._scores_and_boxes(output, heads, proposals, MODEL_SOURCE)
+                sizes = batch["input_size"]
+                detections = self._postprocess(
+                    batch, scores, self._to_original(boxes, sizes, batch["original_size"], False), 1
+                )
+        return StepOutput(
+            self.losses(output, heads, batch), output.image_scores.float(), detections
+        )
+
+    def _scores_and_boxes(
+        self, output: WSDDNOutput, heads: Any, proposals: Sequence[Tensor], source: str
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Each image's region scores (K_i, C) and boxes ((K_i, 4), or (K_i, C, 4) for a head
+        that regresses them; pixels of the view) by ``source``, in float32."""
+        counts = [len(p) for p in proposals]
+        if heads is None or source == WSDDN_SOURCE:
+            return list(output.region_scores.float().split(counts)), list(proposals)
+        assert self.refinement is not None
+        stream = None if source == MODEL_SOURCE else int(source.rsplit(" ", 1)[-1]) - 1
+        boxes = torch.cat(list(proposals)).float()
+        regressed = self.refinement.boxes(heads, boxes, stream)
+        scores = self.refinement.scores(heads, stream).float().split(counts)
+        return list(scores), list(proposals if regressed is None else regressed.split(counts))
+
+    @staticmethod
+    def _to_original(
+        boxes: Sequence[Tensor], sizes: Sequence[Size], original_sizes: Sequence[Size],
+        flipped: bool,
+    ) -> list[Tensor]:  # fmt: skip
+        """Each image's boxes (K, 4) or (K, C, 4) in pixels of a view of size ``sizes[i]``
+        (flipped or not) mapped to pixels of the image on disk; regressed boxes (K, C, 4) are
+        clipped to it (wetectron's ``PostProcessor``: ``clip_to_image``)."""
+        mapped = []
+        for b, size, original in zip(boxes, sizes, original_sizes, strict=True):
+            flat = b.reshape(-1, 4)
+            if flipped:
+                flat = hflip_boxes(flat, size[1])
+            flat = boxes_to_original(flat, size, original)
+            if b.ndim == 3:
+                high = flat.new_tensor([original[1] - 1, original[0] - 1] * 2)
+                flat = flat.clamp(min=0).minimum(high)
+            mapped.append(flat.reshape(b.shape))
+        return mapped
+
+    def view_scores(
+        self, batch: Mapping[str, Any], sources: Sequence[str] = (MODEL_SOURCE,)
+    ) -> tuple[dict[str, tuple[list[Tensor], list[Tensor]]], Tensor]:
+        """By source, each image's region scores and boxes (pixels of the image on disk), and
+        WSDDN's image scores (N, C), in float32 and averaged over the test-time views
+        (:attr:`tta`); regions are the batch's proposals, in their order."""
+        totals: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
+        image_total: Tensor | None = None
+        views = self.tta.views()
+        device = self.fc8c.weight.device
+        for scale, flipped in views:
+            images, proposals, sizes = view_of_batch(
+                batch["image"].to(device), [p.to(device) for p in batch["proposals"]],
+                batch["input_size"], batch["original_size"], scale, flipped, self.tta.max_size,
+                resize=self.tta.resize,
+            )  # fmt: skip
+            output = self.forward_batch(batch, images, proposals)
+            heads = self.heads(output)
+            for source in sources:
+                scores, boxes = self._scores_and_boxes(output, heads, proposals, source)
+                boxes = self._to_original(boxes, sizes, batch["original_size"], flipped)
+                if source in totals:
+                    old_scores, old_boxes = totals[source]
+                    scores = [a + b for a, b in zip(old_scores, scores, strict=True)]
+                    boxes = [a + b for a, b in zip(old_boxes, boxes, strict=True)]
+                totals[source] = (scores, boxes)
+            image = output.image_scores.float()
+            image_total = image if image_total is None else image_total + image
+        assert image_total is not None  # at least one view
+        n = len(views)
+        averaged = {
+            source: ([s / n for s in scores], [b / n for b in boxes])
+            for source, (scores, boxes) in totals.items()
+        }
+        return averaged, image_total / n
+
+    def _postprocess(
+        self, batch: Mapping[str, Any], scores: Sequence[Tensor], boxes: Sequence[Tensor],
+        num_views: int,
+    ) -> list[Detections]:  # fmt: skip
+        """Per image: its regions' ``boxes`` scored by ``scores`` (averaged over ``num_views``
+        views), thresholded, NMS-ed and cut to the top k (:attr:`detection_config`)."""
+        return [
+            region_detections(b, s, self.detection_config, num_views)
+            for b, s in zip(boxes, scores, strict=True)
+        ]
+
+    def predict(self, batch: Mapping[str, Any]) -> Prediction:
+        by_source, image_scores = self.view_scores(batch)
+        num_views = len(self.tta.views())
+        return Prediction(
+            self._postprocess(batch, *by_source[MODEL_SOURCE], num_views), image_scores
+        )
+
+    def score_sources(self) -> list[str]:
+        """The names of the family's region-score sources: ``WSDDN``, with a refinement head
+        ``stream 1`` ... ``stream K`` (each stream alone), and ``model`` (what
+        :meth:`predict` ranks)."""
+        streams = [] if self.refinement is None else range(1, self.refinement.num_streams + 1)
+        return [WSDDN_SOURCE, *(f"stream {k}" for k in streams), MODEL_SOURCE]
+
+    def detections_by_source(
+        self, batch: Mapping[str, Any], sources: Sequence[str] | None = None
+    ) -> dict[str, list[Detections]]:
+        """Detections of the same images by each of ``sources`` (:meth:`score_sources`; a name
+        ending in the stream number, as ``refinement stream 3``, is that stream), each with the
+        test's views, NMS and threshold, from one forward pass per view. Default: with a
+        refinement head WSDDN's and the last stream's, without one the model's."""
+        if sources is None:
+            if self.refinement is None:
+                return super().detections_by_source(batch)
+            sources = (WSDDN_SOURCE, f"refinement stream {self.refinement.num_streams}")
+        by_source, _ = self.view_scores(batch, sources)
+        views = len(self.tta.views())
+        return {source: self._postprocess(batch, *by_source[source], views) for source in sources}
 
 
 def wsddn_loss(image_scores: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:

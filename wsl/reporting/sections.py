@@ -60,7 +60,6 @@ KEY_SETTINGS = (
     "model.net",
     "model.optimizer",
     "model.scheduler",
-    "model.inference",
     "trainer.max_epochs",
     "trainer.precision",
     "trainer.accelerator",

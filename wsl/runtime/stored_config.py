@@ -28,15 +28,15 @@ from typing import Any
 CHECKPOINT_KEY = "wsl_config"  # where a checkpoint holds its run's config
 
 WSL_TARGETS = {
-    "model": (
-        "wsl.training.localizer_module.LocalizerModule",
-        "wsl.training.wsddn_module.WSDDNModule",
-        "wsl.training.refinement_module.RefinementModule",
-    ),
+    "model": ("wsl.training.module.WSLModule",),
     "model.net": (
         "wsl.models.localizer.LocalizerAlexNet",
         "wsl.models.localizer.LocalizerAlexNetRobust",
         "wsl.models.wsddn.WSDDN",
+    ),
+    "model.net.refinement": (
+        "wsl.models.refinement.RefinementHeads",
+        "wsl.models.mist.MISTHeads",
     ),
     "data": (
         "wsl.data.datamodule.VOCImageLabelsDataModule",
@@ -71,7 +71,7 @@ NUMERIC_SCHEDULERS = tuple(
 TORCH_TARGETS = {
     "model.optimizer": tuple(f"torch.optim.{name}" for name in ("SGD", "Adam", "AdamW")),
     # ChainedScheduler: the product of its list of numeric schedulers (experiment=pcl: warm-up
-    # then steps), built by wsl.training.base_module.build_scheduler; one level only
+    # then steps), built by wsl.training.module.build_scheduler; one level only
     "model.scheduler": (*NUMERIC_SCHEDULERS, "torch.optim.lr_scheduler.ChainedScheduler"),
     "model.scheduler.schedulers[*]": NUMERIC_SCHEDULERS,
     "trainer": ("pytorch_lightning.Trainer",),

@@ -1,4 +1,4 @@
-"""WSDDN inference: test-time views of a batch, and region scores turned into detections.
+"""Region inference: test-time views of a batch, and region scores turned into detections.
 
 **Post-processing** (:func:`region_detections`), as the WSDDN paper ranks regions: every
 (region, class) pair is a candidate box scored by the region's score for the class; per class
@@ -63,7 +63,7 @@ class DetectionConfig:
     def __post_init__(self) -> None:
         if self.score_threshold_on not in SCORE_THRESHOLD_ON:
             raise ValueError(
-                f"model.inference.score_threshold_on={self.score_threshold_on!r} is not valid; "
+                f"model.net.inference.score_threshold_on={self.score_threshold_on!r} is not valid; "
                 f"choose one of {SCORE_THRESHOLD_ON}"
             )
 
@@ -71,8 +71,9 @@ class DetectionConfig:
 def region_detections(
     boxes: Tensor, region_scores: Tensor, config: DetectionConfig, num_views: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Detections of one image from its regions' ``boxes`` (K, 4) and ``region_scores`` (K, C),
-    the scores averaged over ``num_views`` test views.
+    """Detections of one image from its regions' ``boxes`` (K, 4), or per class (K, C, 4) where
+    a head regresses them, and ``region_scores`` (K, C), the scores averaged over ``num_views``
+    test views.
 
     Returns ``(boxes (D, 4), scores (D,), classes (D,) int64)``, best first; boxes are rows of
     ``boxes`` (inclusive pixels, whatever image they refer to).
@@ -82,7 +83,8 @@ def region_detections(
     compared = flat * num_views if config.score_threshold_on == "sum" else flat
     candidates = (compared > config.score_threshold).nonzero().squeeze(1)
     regions, classes = candidates // num_classes, candidates % num_classes
-    scores, candidate_boxes = flat[candidates], boxes[regions]
+    scores = flat[candidates]
+    candidate_boxes = boxes[regions, classes] if boxes.ndim == 3 else boxes[regions]
     keep = batched_nms(inclusive_to_continuous(candidate_boxes), scores, classes, config.nms_iou)
     keep = keep[: config.top_k]  # batched_nms sorts by decreasing score
     return candidate_boxes[keep], scores[keep], classes[keep]
@@ -126,12 +128,14 @@ class TTAConfig:
     def __post_init__(self) -> None:
         if self.resize not in TTA_RESIZE_CHOICES:
             raise ValueError(
-                f"model.tta.resize={self.resize!r} is not valid; choose one of {TTA_RESIZE_CHOICES}"
+                f"model.net.tta.resize={self.resize!r} is not valid; choose one of "
+                f"{TTA_RESIZE_CHOICES}"
             )
         if self.resize == "longest_side" and self.max_size is not None:
             raise ValueError(
-                f"model.tta.resize=longest_side sets the longer side to each scale; "
-                f"model.tta.max_size={self.max_size} caps it for shortest_side only: set it to null"
+                f"model.net.tta.resize=longest_side sets the longer side to each scale; "
+                f"model.net.tta.max_size={self.max_size} caps it for shortest_side only: set it "
+                "to null"
             )
 
     def views(self) -> list[tuple[int | None, bool]]:
@@ -149,13 +153,14 @@ def view_of_batch(
     flipped: bool,
     max_size: int | None = None,
     resize: str = "shortest_side",
-) -> tuple[Tensor, list[Tensor]]:
+) -> tuple[Tensor, list[Tensor], list[Size]]:
     """A padded batch's images (N, 3, H, W) and proposals (inclusive, input pixels) in the view
-    ``(scale, flipped)``: the new padded images and each image's proposals in them. ``scale``
-    is the view's shorter side, or its longer side with ``resize="longest_side"``."""
+    ``(scale, flipped)``: the new padded images, each image's proposals in them and each
+    image's ``(height, width)`` in the view. ``scale`` is the view's shorter side, or its longer
+    side with ``resize="longest_side"``."""
     if scale is None and not flipped:
-        return images, list(proposals)
-    views, boxes = [], []
+        return images, list(proposals), [tuple(s) for s in input_sizes]
+    views, boxes, sizes = [], [], []
     for image, props, input_size, original_size in zip(
         images, proposals, input_sizes, original_sizes, strict=True
     ):
@@ -173,7 +178,8 @@ def view_of_batch(
             view, props = view.flip(-1), hflip_boxes(props, size[1])
         views.append(view)
         boxes.append(props)
+        sizes.append(tuple(size))
     padded = images.new_zeros(len(views), 3, *(max(v.shape[i] for v in views) for i in (1, 2)))
     for i, view in enumerate(views):
         padded[i, :, : view.shape[1], : view.shape[2]] = view
-    return padded, boxes
+    return padded, boxes, sizes

@@ -1,0 +1,1 @@
+"""Inference shared by the families: test-time views, region scores and heatmaps to boxes."""
