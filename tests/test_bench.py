@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsl.bench import SIZES, build_report, format_report, train_setups
 from wsl.benchmarks.data_loader import LoaderResult, measure_data_loader, proposals_datamodule
 from wsl.benchmarks.evaluation import EvaluationResult, measure_evaluation
+from wsl.benchmarks.report import build_report
+from wsl.benchmarks.suite import SIZES, train_setups
+from wsl.benchmarks.tables import format_report
 from wsl.benchmarks.training import (
     TrainResult,
     TrainSetup,
