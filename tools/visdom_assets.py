@@ -73,10 +73,8 @@ ASSETS: tuple[Asset, ...] = (
     # cdn.plot.ly/plotly-2.11.1.min.js
     Asset("plotly.js-dist-min@2.11.1", "plotly.min.js", "js/plotly-plotly.min.js"),
     Asset("sjcl@1.0.7", "sjcl.js", "js/sjcl.js"),
-    Asset(
-        "layout-bin-packer@1.4.0", "dist/layout-bin-packer.js.map", "js/layout-bin-packer.js.map"
-    ),
-    Asset("layout-bin-packer@1.4.0", "dist/layout-bin-packer.js", "js/layout_bin_packer.js"),
+    Asset(_LBP, "dist/layout-bin-packer.js.map", "js/layout-bin-packer.js.map"),
+    Asset(_LBP, "dist/layout-bin-packer.js", "js/layout_bin_packer.js"),
     # d3js.org/d3.v3.min.js and d3js.org/d3-selection-multi.v1.js (the unminified v1 build)
     Asset("d3@3.5.17", "d3.min.js", "js/d3.v3.min.js"),
     Asset("d3-selection-multi@1.0.1", "build/d3-selection-multi.js", "js/d3-selection-multi.v1.js"),

@@ -25,7 +25,7 @@ if not OmegaConf.has_resolver("wsl.or_default"):
 
 
 def __getattr__(name: str) -> Any:
-    """Import :func:`wsl.api.load` lazily (torch and Lightning load only when it is used)."""
+    """Import :func:`wsl.detector.load` lazily (torch and Lightning load only when it is used)."""
     if name == "load":
         from wsl.detector import load
 
