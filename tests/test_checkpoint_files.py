@@ -82,8 +82,7 @@ def test_checkpoint_of_another_family_says_so_in_one_line(
     )  # fmt: skip
     line = one_error_line(result)
     assert (
-        f"{localizer_ckpt}: a LocalizerModule checkpoint, but the model chosen is a WSDDNModule"
-        in line
+        f"{localizer_ckpt}: a LocalizerAlexNet checkpoint, but the model chosen is a WSDDN" in line
     )
     assert "state_dict" not in result.stdout + result.stderr
     assert "the run failed" in (tmp_path / "run" / "report.html").read_text().lower()
@@ -99,7 +98,7 @@ def test_weights_that_do_not_fit_their_config_are_named(
     with pytest.raises(CheckpointError) as error:
         RunCheckpoint.read(tampered).build_module()
     assert str(error.value) == (
-        f"{tampered}: its weights do not fit the LocalizerModule its config describes "
+        f"{tampered}: its weights do not fit the LocalizerAlexNet its config describes "
         "(RuntimeError); the file was changed after `wsl.train` wrote it"
     )
 
@@ -126,7 +125,7 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
     assert sorted(p.name for p in ckpt.parent.iterdir()) == sorted(
         ["last.ckpt", "notes.partial", "mine.txt"]  # no Lightning default checkpoint
     )
-    assert load_run_config(ckpt).model._target_.endswith("LocalizerModule")
+    assert load_run_config(ckpt).model.net._target_.endswith("LocalizerAlexNet")
     # Resuming removes the partial beside the checkpoint resumed from.
     planted = ckpt.parent / ".last.ckpt.x1y2z3.partial"
     planted.write_bytes(b"half")

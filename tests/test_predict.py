@@ -121,7 +121,7 @@ def test_localizer_scores_match_the_training_pipeline(localizer_run: dict) -> No
     dataset = hydra.utils.instantiate(run_cfg.data).dataset("trainval")
     sample = next(dataset[i] for i in range(len(dataset)) if dataset.index[i].image_id == "000001")
     with torch.no_grad():
-        expected = torch.sigmoid(model(sample["image"][None]).logits[0]).tolist()
+        expected = torch.sigmoid(model.net(sample["image"][None]).logits[0]).tolist()
     found = list(written["images"]["first.jpg"]["class_scores"].values())
     assert found == pytest.approx(expected, abs=1e-5)
 

@@ -98,7 +98,7 @@ def test_full_report_shows_every_part(full_run: Path) -> None:
     assert "<title>Demo &lt;run&gt;</title>" in page
     # configuration: overrides, resolved key settings, the full file
     assert "experiment=localizer_demo trainer.max_epochs=3" in page
-    assert "wsl.training.localizer_module.LocalizerModule" in page
+    assert "wsl.training.module.WSLModule" in page
     assert re.search(r"<code>trainer.max_epochs</code></td><td>3</td>", page)
     assert re.search(r"<code>data.root</code></td><td>\S*outputs/datasets/generated</td>", page)
     assert "Full config" in page and "heatmap_boxes:" in page

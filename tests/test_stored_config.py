@@ -50,12 +50,15 @@ def test_the_gadget_is_real(tmp_path: Path) -> None:
 def base_config() -> dict:
     return {
         "model": {
-            "_target_": "wsl.training.localizer_module.LocalizerModule",
+            "_target_": "wsl.training.module.WSLModule",
             "_recursive_": False,
             "_convert_": "all",
-            "net": {"_target_": "wsl.models.localizer.LocalizerAlexNet", "pooling": "max"},
+            "net": {
+                "_target_": "wsl.models.localizer.LocalizerAlexNet",
+                "pooling": "max",
+                "heatmap_boxes": {"thresholds": [0.3, 0.5]},
+            },
             "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.01},
-            "heatmap_boxes": {"thresholds": [0.3, 0.5]},
         },
         "data": {"_target_": "wsl.data.datamodule.VOCImageLabelsDataModule", "root": "/d"},
         "trainer": {"_target_": "pytorch_lightning.Trainer", "max_epochs": 1},
@@ -72,8 +75,8 @@ def test_a_clean_config_passes() -> None:
     [
         # a call nested under a value, in each section, at several depths
         (["model", "net", "weights"], "G", "model.net.weights._args_", "call syntax"),
-        (["model", "heatmap_boxes", "thresholds", 1], "G",
-         "model.heatmap_boxes.thresholds[1]._args_", "call syntax"),
+        (["model", "net", "heatmap_boxes", "thresholds", 1], "G",
+         "model.net.heatmap_boxes.thresholds[1]._args_", "call syntax"),
         (["data", "train_transform"], {"scales": ["G"]}, "data.train_transform.scales[0]._args_",
          "call syntax"),
         (["trainer", "plugins"], ["G"], "trainer.plugins[0]._args_", "call syntax"),
@@ -92,8 +95,8 @@ def test_a_clean_config_passes() -> None:
         (["model", "optimizer", "_partial_"], True, "model.optimizer._partial_", "call syntax"),
         (["model", "net", "_args_"], [1], "model.net._args_", "call syntax"),
         # Hydra's options where no _target_ stands, or with values wsl never writes
-        (["model", "heatmap_boxes", "_recursive_"], True, "model.heatmap_boxes._recursive_",
-         "not a value wsl writes"),
+        (["model", "net", "heatmap_boxes", "_recursive_"], True,
+         "model.net.heatmap_boxes._recursive_", "not a value wsl writes"),
         (["model", "_convert_"], "everything", "model._convert_", "not a value wsl writes"),
         # interpolations: wsl stores configs resolved
         (["data", "root"], "${oc.env:HOME}", "data.root", "holds the interpolation"),

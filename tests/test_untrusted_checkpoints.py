@@ -121,7 +121,7 @@ def test_train_with_ckpt_path_refuses(
 
 def test_a_clean_checkpoint_still_loads(localizer_ckpt: Path, generated_root: Path) -> None:
     checkpoint = RunCheckpoint.read(localizer_ckpt)
-    assert checkpoint.family == "LocalizerModule"
+    assert checkpoint.family == "LocalizerAlexNet"
     module = checkpoint.build_module()
     stored = torch.load(localizer_ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for key, tensor in module.state_dict().items():

@@ -235,16 +235,15 @@ def test_results_files_refuse_hostile_names_and_write_nothing(
 
 class FakeModel(torch.nn.Module):
     """What the picture callbacks ask of a model, for one class: zero score maps and logits
-    (the Localizer's ``forward``) and one box per image (``detections_by_source``)."""
+    (``detect_with_evidence``) and one box per image (``detections_by_source``)."""
 
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def forward(self, images: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(
-            score_maps=torch.zeros(len(images), 1, 4, 4), logits=torch.zeros(len(images), 1)
-        )
+    def detect_with_evidence(self, batch: dict) -> tuple[list, list]:
+        n = len(batch["image"])
+        return [None] * n, [(torch.full((1,), 0.5), torch.full((1, 4, 4), 0.5))] * n
 
     def detections_by_source(self, batch: dict) -> dict:
         box = torch.tensor([[1.0, 1.0, 20.0, 20.0]])

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.models import vgg16
 
 from tests.test_config import compose_cfg
-from wsl.models import wsddn as wsddn_module
+from wsl.models import roi as roi_module
 from wsl.models.backbones import build_backbone, load_backbone_weights, spatial_size
 from wsl.models.roi import pool_regions, receptive_field_centre
 from wsl.models.wsddn import WSDDN
@@ -58,13 +58,13 @@ def test_the_feature_map_of_the_stride_8_body_has_the_hand_computed_size(
 
 def test_boxes_map_to_cells_at_one_eighth(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[float] = []
-    roi_pool = wsddn_module.roi_pool
+    roi_pool = roi_module.roi_pool
 
     def spy(features: Tensor, rois: Tensor, output_size: int, spatial_scale: float) -> Tensor:
         seen.append(spatial_scale)
         return roi_pool(features, rois, output_size, spatial_scale=spatial_scale)
 
-    monkeypatch.setattr(wsddn_module, "roi_pool", spy)
+    monkeypatch.setattr(roi_module, "roi_pool", spy)
     with torch.device("meta"):
         net = WSDDN(3, backbone="vgg16_dilated", weights="none")
         net(torch.empty(1, 3, 76, 100), [torch.zeros(2, 4)])
@@ -148,8 +148,9 @@ def test_conv1_and_conv2_get_no_gradient_and_no_optimizer_slot(tmp_path: Path) -
     module = hydra.utils.instantiate(oicr_vgg16(tmp_path).model, class_names=["a", "b", "c"])
     features = module.net.features
     images = torch.rand(1, 3, 64, 48)
-    output = module(images, [torch.tensor([[0.0, 0.0, 47.0, 63.0], [8.0, 8.0, 31.0, 39.0]])])
-    (output.image_scores.sum() + sum(s.sum() for s in module.stream_scores(output))).backward()
+    output = module.net(images, [torch.tensor([[0.0, 0.0, 47.0, 63.0], [8.0, 8.0, 31.0, 39.0]])])
+    streams = module.net.refinement(output.features)
+    (output.image_scores.sum() + sum(s.sum() for s in streams)).backward()
     for key in ("0", "2", "5", "7"):  # conv1_1, conv1_2, conv2_1, conv2_2
         conv = features.get_submodule(key)
         assert conv.weight.grad is None and conv.bias.grad is None

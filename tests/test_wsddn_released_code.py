@@ -260,7 +260,7 @@ def test_paper_configs_use_the_released_codes_settings(experiment: str, tmp_path
     net, model = cfg.model.net, cfg.model
     assert net.detection_temperature == 2.0 and net.roi_offsets and not net.freeze_conv1
     assert not model.bias_weight_decay and model.all_point_ap
-    assert dict(model.inference) == {
+    assert dict(model.net.inference) == {
         "score_threshold": 1e-3, "score_threshold_on": "sum", "nms_iou": 0.4, "top_k": None,
     }  # fmt: skip
     assert cfg.data.difficult_labels == "ignore"
@@ -270,7 +270,7 @@ def test_the_course_config_keeps_its_settings(tmp_path: Path) -> None:
     cfg = compose_cfg("train", ["experiment=wsddn"], tmp_path)
     assert cfg.model.net.detection_temperature == 1.0 and not cfg.model.net.roi_offsets
     assert cfg.model.bias_weight_decay and not cfg.model.all_point_ap
-    assert cfg.model.inference.top_k == 100 and cfg.data.difficult_labels == "positive"
+    assert cfg.model.net.inference.top_k == 100 and cfg.data.difficult_labels == "positive"
 
 
 def test_all_point_map_reaches_metrics_json(generated_root: Path, tmp_path: Path) -> None:

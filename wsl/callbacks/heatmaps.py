@@ -22,7 +22,6 @@ import torch
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.callbacks.periodic_evaluation import run_in_eval_mode
-from wsl.data.datamodule import collate_stacked
 from wsl.data.dataset import VOCDataset
 from wsl.data.voc import read_rgb
 from wsl.drawing import enlarge, heatmap_picture, save_png
@@ -98,7 +97,11 @@ class HeatmapPictures(pl.Callback):
             sample = dataset[i]
             if sample is None:
                 continue
-            batch = collate_stacked([sample])
+            size = tuple(sample["image"].shape[1:])
+            batch = {
+                "image": sample["image"][None],
+                "original_size": [sample.get("original_size", size)],
+            }
             _, [evidence] = run_in_eval_mode(
                 trainer, pl_module, batch, pl_module.detect_with_evidence
             )

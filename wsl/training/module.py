@@ -295,8 +295,6 @@ class WSLModule(pl.LightningModule):
             ),
             "det_AP": detection["ap_per_class"],
         }
-        if self.hparams.metric2:
-            metrics["metric2"] = float(classification["metric2"])
         if self.hparams.all_point_ap:
             metrics["det_mAP_allpoint"] = detection["mAP_allpoint"]
             per_class["det_AP_allpoint"] = detection["ap_per_class_allpoint"]
@@ -304,6 +302,8 @@ class WSLModule(pl.LightningModule):
             corloc = self.test_corloc.evaluate()
             metrics["CorLoc"] = corloc["CorLoc"]
             per_class["CorLoc"] = corloc["corloc_per_class"]
+        if self.hparams.metric2:
+            metrics["metric2"] = float(classification["metric2"])
         if self.test_pointing is not None:
             pointing = self.test_pointing.evaluate()
             metrics["pointing"] = pointing["pointing"]
