@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl.callbacks.result_files import test_and_write
@@ -23,7 +24,10 @@ from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.console import quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_failure import reported_run
-from wsl.runtime.settings import check_settings
+from wsl.runtime.settings import check_groups, check_settings
+
+# The config groups of conf/evaluate.yaml; the data and the model come from the checkpoint.
+CONFIG_GROUPS = ("logger", "paths")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -55,6 +59,10 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.evaluate``."""
     quiet_console()
     with reported_run(cfg.paths.output_dir, report=report_finished_run):
+        check_groups(
+            "wsl.evaluate", HydraConfig.get().runtime.choices, CONFIG_GROUPS,
+            "the data and the model are rebuilt from the checkpoint (ckpt_path)",
+        )  # fmt: skip
         results = evaluate(cfg)
     for name, value in results["metrics"].items():
         print(f"{name:>10}: {value:.4f}" if value is not None else f"{name:>10}: -")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import pil_to_tensor
 
@@ -22,9 +23,12 @@ from wsl.loggers.images import log_image
 from wsl.runtime.console import quiet_console
 from wsl.runtime.instantiate import instantiate_all
 from wsl.runtime.run_failure import reported_run
-from wsl.runtime.settings import SettingError
+from wsl.runtime.settings import SettingError, check_groups
 
 log = logging.getLogger(__name__)
+
+# The config groups of conf/inspect.yaml.
+CONFIG_GROUPS = ("data", "logger", "paths")
 
 
 def describe(record: VOCRecord, classes: list[str]) -> str:
@@ -85,6 +89,10 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.inspect``."""
     quiet_console()
     with reported_run(cfg.paths.output_dir):
+        check_groups(
+            "wsl.inspect", HydraConfig.get().runtime.choices, CONFIG_GROUPS,
+            "it draws one image of a data set, with no model",
+        )  # fmt: skip
         inspect(cfg)
 
 

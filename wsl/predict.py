@@ -50,6 +50,7 @@ from typing import Any
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
@@ -72,6 +73,7 @@ from wsl.runtime.atomic import atomic_path
 from wsl.runtime.console import quiet_console
 from wsl.runtime.run_dir import RunDirError, ensure_writable
 from wsl.runtime.run_failure import reported_run
+from wsl.runtime.settings import check_groups
 from wsl.structures.boxes import boxes_to_original, upright_boxes
 from wsl.training.module import WSLModule
 
@@ -79,6 +81,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")  # compared case-insensitively
 DETECTIONS_FILE = "detections.json"
+# The config groups of conf/predict.yaml; the model and its transform come from the checkpoint.
+CONFIG_GROUPS = ("paths",)
 
 
 class OutputDirError(RunDirError):
@@ -312,6 +316,10 @@ def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
     quiet_console()
     with reported_run(cfg.output_dir, report=False):
+        check_groups(
+            "wsl.predict", HydraConfig.get().runtime.choices, CONFIG_GROUPS,
+            "the model, its classes and its eval transform come from the checkpoint (ckpt_path)",
+        )  # fmt: skip
         summary = predict(cfg)
     print(
         f"predicted {len(summary['images'])} images, skipped {len(summary['skipped'])} files, "

@@ -4,13 +4,14 @@ Left to the libraries, ``data.batch_size=0`` fails inside the DataLoader with a 
 the data is read, ``model.optimizer.lr=-0.01`` is refused by ``torch.optim`` only when fitting
 starts, and ``data.num_workers=-1`` fails when the first batch is loaded. :func:`check_settings`
 tests the keys of :data:`RANGES` that a composed config has (absent or null ones are skipped: a
-config without a model, an optimizer without momentum) and raises :class:`SettingError`.
+config without a model, an optimizer without momentum) and raises :class:`SettingError`;
+:func:`check_groups` refuses a config group a command does not take.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,3 +54,25 @@ def check_settings(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not valid(value):
             raise SettingError(f"{key}={value!r} is not allowed: it must be {allowed}")
+
+
+def check_groups(
+    command: str, choices: Mapping[str, Any], taken: Collection[str], why: str
+) -> None:
+    """Raise :class:`SettingError` for a config group ``command`` does not take, saying ``why``.
+
+    ``choices`` is Hydra's ``hydra.runtime.choices`` (group -> option); ``taken`` the groups
+    of the command's primary config (Hydra's own, ``hydra/...``, are always taken). A group
+    the primary config does not list fails in Hydra (no match in the defaults list), whose
+    message then suggests ``+group=option``: that appends it, and the command would ignore it.
+    """
+    extra = [
+        f"{group}={option}"
+        for group, option in choices.items()
+        if group != "hydra" and not group.startswith("hydra/") and group.split("/")[0] not in taken
+    ]
+    if extra:
+        raise SettingError(
+            f"{command} takes no {' '.join(extra)}: {why}; its config groups are "
+            f"{', '.join(sorted(taken))} (python -m {command} --help)"
+        )
