@@ -28,6 +28,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from torch import nn
 
 from wsl.loggers.visdom_logger import VisdomLogger
+from wsl.runtime.settings import SettingError
 
 VISDOM_BINS = 30
 
@@ -35,29 +36,33 @@ VISDOM_BINS = 30
 def resolve_layers(module: nn.Module, layers: Sequence[str]) -> dict[str, nn.Parameter]:
     """The parameters of each named submodule of ``module``, keyed ``<layer>.<param>``.
 
-    Raises ``ValueError`` naming the closest valid layer names for an unknown name, and for a
-    layer without parameters (e.g. a ReLU).
+    Raises :class:`~wsl.runtime.settings.SettingError` (a run ends with its one line) naming
+    ``callbacks.histograms.layers``, the bad name and the closest valid names (layers with
+    parameters) for an unknown name, and for a layer without parameters (e.g. a ReLU).
     """
-    names = [name for name, _ in module.named_modules() if name]
+    valid = [name for name, sub in module.named_modules() if name and _has_parameters(sub)]
     parameters: dict[str, nn.Parameter] = {}
     for layer in layers:
         try:
             submodule = module.get_submodule(layer)
         except AttributeError:
-            close = difflib.get_close_matches(layer, names, n=5, cutoff=0.6) or names[:10]
-            raise ValueError(
-                f"ParameterHistograms: {type(module).__name__} has no layer {layer!r}; "
-                f"close valid names: {close}. Fix callbacks.histograms.layers "
-                "(names as model.named_modules() gives them)"
-            ) from None
-        own = dict(submodule.named_parameters())
-        if not own:
-            raise ValueError(
-                f"ParameterHistograms: layer {layer!r} ({type(submodule).__name__}) has no "
-                "parameters; name a layer with weights in callbacks.histograms.layers"
-            )
-        parameters.update({f"{layer}.{name}": p for name, p in own.items()})
+            problem = f"{type(module).__name__} has no layer {layer!r}"
+        else:
+            own = dict(submodule.named_parameters())
+            if own:
+                parameters.update({f"{layer}.{name}": p for name, p in own.items()})
+                continue
+            problem = f"layer {layer!r} ({type(submodule).__name__}) has no parameters"
+        close = difflib.get_close_matches(layer, valid, n=5, cutoff=0.6) or valid[:10]
+        raise SettingError(
+            f"callbacks.histograms.layers: {problem}; close valid names: {close} "
+            "(named_modules() names of layers with weights)"
+        )
     return parameters
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
 
 
 def _bin_labels(edges: np.ndarray) -> list[str]:
