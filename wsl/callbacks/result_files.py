@@ -15,7 +15,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from wsl.evaluation.results_files import read_results, write_results
+from wsl.evaluation.results_files import (
+    METRICS_FILE,
+    per_class_rows,
+    read_results,
+    write_results,
+)
 from wsl.evaluation.voc_detection import write_devkit_results
 from wsl.reporting.figures import write_ap_chart
 from wsl.reporting.pr_curves import write_pr_curves
@@ -51,11 +56,8 @@ def results_table(
 ) -> str:
     """The per-class table (one row per class, one column per ``per_class`` entry) and the
     final metrics, as plain text for the console and the log (files keep full precision)."""
-    columns = list(per_class)
-    classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
-    rows = [["class", *columns]]
-    for name in classes:
-        rows.append([name, *(_cell(per_class[c].get(name, math.nan)) for c in columns)])
+    columns, values = per_class_rows(per_class)
+    rows = [["class", *columns], *([name, *map(_cell, row)] for name, row in values)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -96,4 +98,7 @@ def test_and_write(
     # verbose=False: ResultFiles logs the results (Lightning's table would repeat them)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     # With ddp_spawn the results stay in the spawned processes: read back what they wrote.
-    return model.test_results or read_results(output_dir)
+    results = model.test_results or read_results(output_dir)
+    if results is None:
+        raise FileNotFoundError(f"the test wrote no {Path(output_dir) / METRICS_FILE}")
+    return results

@@ -13,10 +13,29 @@ from typing import Any
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.json_safe import json_safe
 
+METRICS_FILE = "metrics.json"
+PER_CLASS_FILE = "per_class.csv"
 
-def read_results(output_dir: str | Path) -> dict[str, Any]:
-    """``metrics.json`` of ``output_dir`` as written by :func:`write_results`."""
-    return json.loads((Path(output_dir) / "metrics.json").read_text())
+
+def read_results(output_dir: str | Path) -> dict[str, Any] | None:
+    """``metrics.json`` of ``output_dir`` as written by :func:`write_results` (``metrics``,
+    ``per_class``), or ``None`` when there is none; a file that is not JSON raises
+    ``ValueError``. The one reader: the run report, the sweep summary and ``test_and_write``."""
+    path = Path(output_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def per_class_rows(
+    per_class: Mapping[str, Mapping[str, Any]], missing: Any = math.nan
+) -> tuple[list[str], list[tuple[str, list[Any]]]]:
+    """The per-class table of ``per_class`` (a column name -> ``{class: value}``): its columns
+    in order, and one row per class (in order of first appearance) with its value in each
+    column, ``missing`` where a column has none. ``per_class.csv``, the console table and the
+    run report show it."""
+    columns = list(per_class)
+    classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
+    rows = [(name, [per_class[c].get(name, missing) for c in columns]) for name in classes]
+    return columns, rows
 
 
 def write_results(
@@ -30,16 +49,14 @@ def write_results(
     the CSV has one row per class and one column per entry. Both writes are atomic.
     """
     output_dir = Path(output_dir)
-    json_path, csv_path = output_dir / "metrics.json", output_dir / "per_class.csv"
+    json_path, csv_path = output_dir / METRICS_FILE, output_dir / PER_CLASS_FILE
     with atomic_path(json_path) as tmp:
         payload = {"metrics": json_safe(dict(metrics)), "per_class": json_safe(dict(per_class))}
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    columns = list(per_class)
-    classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
+    columns, rows = per_class_rows(per_class)
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["class", *columns])
-        for name in classes:
-            row = [per_class[column].get(name, math.nan) for column in columns]
+        for name, row in rows:
             writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
-    return {"metrics.json": json_path, "per_class.csv": csv_path}
+    return {METRICS_FILE: json_path, PER_CLASS_FILE: csv_path}

@@ -1,9 +1,9 @@
-"""What a run directory holds, read for its report: the final results, the TensorBoard
-scalars, the pictures (in the order the report shows them), config settings and the title."""
+"""What a run directory holds, read for its report: the TensorBoard scalars, the pictures (in
+the order the report shows them), config settings and the title (the final results:
+:func:`wsl.evaluation.results_files.read_results`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -62,12 +62,6 @@ def setting(config: DictConfig, key: str) -> tuple[Any, bool]:
         return value, True
     except OmegaConfBaseException:
         return raw, False
-
-
-def read_results(run_dir: Path) -> dict[str, Any] | None:
-    """The content of ``metrics.json``, or ``None`` when there is none."""
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from omegaconf import OmegaConf
 
+from wsl.evaluation.results_files import per_class_rows, read_results
 from wsl.reporting.figures import (
     DASH,
     bar_chart,
@@ -31,7 +32,6 @@ from wsl.reporting.run_files import (
     FILES_DIR,
     REPORT_NAME,
     pick_pictures,
-    read_results,
     read_scalars,
     setting,
 )
@@ -171,10 +171,8 @@ def per_class_section(run_dir: Path, files: Path) -> str:
     per_class = results.get("per_class") or {}
     if not per_class:
         return note("metrics.json holds no per-class results.")
-    columns = list(per_class)
-    classes = list(dict.fromkeys(name for column in per_class.values() for name in column))
-    rows = [[name, *(per_class[c].get(name) for c in columns)] for name in classes]
-    parts = [_table(["class", *columns], rows)]
+    columns, rows = per_class_rows(per_class, missing=None)
+    parts = [_table(["class", *columns], [[name, *row] for name, row in rows])]
     if _ap_columns(per_class):
         chart = files / "charts" / "ap_per_class.png"
         ap = {column: per_class[column] for column in _ap_columns(per_class)}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from wsl.evaluation.results_files import METRICS_FILE, read_results
 from wsl.runtime.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,14 @@ def read_job(job_dir: Path) -> JobResult:
         for override in overrides if isinstance(overrides, list) else []:
             key, _, value = str(override).partition("=")
             result.overrides[key] = value
-    metrics_path = job_dir / "metrics.json"
-    if not metrics_path.is_file():
-        result.status = "failed: no metrics.json"
-        return result
     try:
-        result.metrics = dict(json.loads(metrics_path.read_text())["metrics"])
+        results = read_results(job_dir)
+        if results is None:
+            result.status = f"failed: no {METRICS_FILE}"
+        else:
+            result.metrics = dict(results["metrics"])
     except (ValueError, KeyError, TypeError) as error:
-        result.status = f"failed: unreadable metrics.json ({error!r})"
+        result.status = f"failed: unreadable {METRICS_FILE} ({error!r})"
     return result
 
 
