@@ -1,4 +1,5 @@
-"""The one box-geometry home: IoU with the +1 pixel convention, on arrays and tensors alike."""
+"""The one box-geometry home: IoU with the +1 pixel convention, on arrays and tensors alike; the
+top box of a class in one image's detections."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from wsl.callbacks.box_pictures import top_box_per_class
 from wsl.structures.boxes import voc_iou
+from wsl.structures.detections import ImageDetections
 
 
 def test_voc_iou_counts_pixels_inclusively() -> None:
@@ -28,3 +31,17 @@ def test_voc_iou_is_the_same_on_tensors_and_broadcasts() -> None:
     np.testing.assert_allclose(on_tensors.detach().numpy(), matrix, rtol=1e-6)
     on_tensors[0, 1].backward()  # differentiable (the spatial regulariser's IoU)
     assert tensors.grad is not None
+
+
+def test_top_of_class_is_the_first_best_box_of_the_class() -> None:
+    boxes = torch.tensor([[0.0, 0, 9, 9], [1, 1, 5, 5], [2, 2, 8, 8], [3, 3, 4, 4]])
+    scores = torch.tensor([0.2, 0.7, 0.7, 0.9])
+    classes = torch.tensor([1, 1, 1, 2])
+    detections = ImageDetections.of(boxes, scores, classes)
+    assert detections.top_of_class(1) == 1  # 0.7 twice: the first
+    assert detections.top_of_class(2) == 3
+    assert detections.top_of_class(0) is None
+    top = top_box_per_class(boxes, scores, classes, [2, 0, 1])  # the pictures' (class, box, score)
+    assert [(c, box.tolist(), score) for c, box, score in top] == [
+        (2, [3.0, 3, 4, 4], pytest.approx(0.9)), (1, [1.0, 1, 5, 5], pytest.approx(0.7)),
+    ]  # fmt: skip

@@ -27,10 +27,10 @@ def top_box_area_ratio(
     ratios = []
     for dets, gt in zip(detections, ground_truths, strict=True):
         for c in np.unique(gt.classes):
-            of_class = np.flatnonzero(dets.classes == c)
-            if len(of_class) == 0:
+            index = dets.top_of_class(c)
+            if index is None:
                 continue
-            top = dets.boxes[of_class[np.argmax(dets.scores[of_class])]]
+            top = dets.boxes[index]
             gt_boxes = gt.boxes[gt.classes == c]
             matched = gt_boxes[np.argmax(voc_iou(top[None], gt_boxes))]
             ratios.append(voc_area(top) / voc_area(matched))

@@ -37,6 +37,7 @@ from wsl.data.voc import read_rgb
 from wsl.drawing import PALETTE, draw_boxes, save_png, side_by_side
 from wsl.loggers.images import log_image
 from wsl.runtime.names import contained_path
+from wsl.structures.detections import ImageDetections
 
 GT_COLOUR = "#ffffff"
 
@@ -45,12 +46,13 @@ def top_box_per_class(
     boxes: Tensor, scores: Tensor, classes: Tensor, wanted: Sequence[int]
 ) -> list[tuple[int, Tensor, float]]:
     """``(class, box, score)`` of the top-scoring detection of each ``wanted`` class that has
-    one, in the order of ``wanted``."""
+    one (:meth:`~wsl.structures.detections.ImageDetections.top_of_class`), in the order of
+    ``wanted``."""
+    detections = ImageDetections.of(boxes, scores, classes)
     best = []
     for c in wanted:
-        of_class = torch.nonzero(classes == c).flatten()
-        if len(of_class):
-            top = of_class[scores[of_class].argmax()]
+        top = detections.top_of_class(c)
+        if top is not None:
             best.append((c, boxes[top], float(scores[top])))
     return best
 

@@ -43,10 +43,10 @@ def corloc(
         check_classes(gts.classes, num_classes, "ground-truth")
         for c in np.unique(gts.classes):
             pairs[c] += 1
-            of_class = np.flatnonzero(dets.classes == c)
-            if of_class.size:
-                top = dets.boxes[of_class[np.argmax(dets.scores[of_class])]]
-                correct[c] += voc_iou(top, gts.boxes[gts.classes == c]).max() >= iou_threshold
+            top = dets.top_of_class(c)
+            if top is not None:
+                iou = voc_iou(dets.boxes[top], gts.boxes[gts.classes == c]).max()
+                correct[c] += iou >= iou_threshold
     per_class = fraction_per_class(correct, pairs)
     return defined_mean(per_class), per_class
 

@@ -52,6 +52,13 @@ class ImageDetections(NamedTuple):
             )
         )
 
+    def top_of_class(self, c: int) -> int | None:
+        """The index of the top-scoring detection of class ``c`` (the first one on ties), or
+        ``None`` when there is none: the box CorLoc judges, the box pictures draw and the
+        refinement benchmark measures."""
+        of_class = np.flatnonzero(self.classes == c)
+        return int(of_class[np.argmax(self.scores[of_class])]) if of_class.size else None
+
 
 class ImageGroundTruth(NamedTuple):
     """Ground truth of one image: boxes ``(G, 4)`` (0-based inclusive), classes, difficult."""
