@@ -30,7 +30,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.bad_input import DataError
-from wsl.data.images import read_upright_rgb
+from wsl.data.images import read_upright_tensor
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.selective_search import selective_search
 from wsl.data.transforms import build_transform
@@ -144,7 +144,7 @@ def as_uint8_image(image: ImageInput, name: str = "image") -> Tensor:
     else is refused in one line naming ``name``: a :class:`ValueError` (:class:`DataError` for a
     file), a :class:`TypeError` for another type."""
     if isinstance(image, str | Path):
-        return pil_to_tensor(read_upright_rgb(Path(image))[0])
+        return read_upright_tensor(Path(image))[0]
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ValueError(

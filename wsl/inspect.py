@@ -14,10 +14,10 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.datamodule import VOCProposalsDataModule
-from wsl.data.voc import VOCRecord, read_rgb
+from wsl.data.images import read_rgb_tensor
+from wsl.data.voc import VOCRecord
 from wsl.drawing import PALETTE, draw_boxes, save_png
 from wsl.loggers.images import log_image
 from wsl.runtime.console import quiet_console
@@ -39,7 +39,7 @@ def describe(record: VOCRecord, classes: list[str]) -> str:
 
 def inspection_pictures(record: VOCRecord, classes: list[str], top: int) -> dict[str, torch.Tensor]:
     """The GT-box picture and the top-``top`` proposals picture of one image."""
-    image = pil_to_tensor(read_rgb(record.image_path))
+    image = read_rgb_tensor(record.image_path)
     objects = record.annotation.objects
     gt = draw_boxes(
         image,

@@ -52,12 +52,10 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch import Tensor
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
-from wsl.data.images import file_kind, read_upright_rgb
+from wsl.data.images import file_kind, read_upright_tensor
 from wsl.data.proposals import ProposalFilter, Proposals
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider
@@ -98,19 +96,6 @@ def check_output_dir(output_dir: Path, input_path: Path) -> None:
             f"output_dir={output_dir} is the folder the images are read from; the pictures "
             "would replace input images of the same name: choose another output_dir"
         )
-
-
-def read_image(path: Path, max_size: int | None) -> tuple[Tensor, tuple[int, int], int]:
-    """The image at ``path`` upright (:func:`~wsl.data.images.read_upright_rgb`) as
-    ``uint8 3xHxW``, downscaled so that its longer side is at most ``max_size`` (``None``: full
-    size); its upright ``(height, width)`` at full size; the EXIF orientation it was turned by."""
-    image, orientation = read_upright_rgb(path)
-    on_disk = (image.height, image.width)
-    if max_size is not None and max(on_disk) > max_size:
-        scale = max_size / max(on_disk)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return pil_to_tensor(image), on_disk, orientation
 
 
 def picture_stems(images: list[Path]) -> dict[Path, str]:
@@ -267,7 +252,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             try:
                 if path in errors:  # its proposals could not be computed
                     raise errors[path]
-                image, on_disk, orientation = read_image(path, cfg.max_size)
+                image, on_disk, orientation = read_upright_tensor(path, cfg.max_size)
                 check_network_input(transform, module, (image.shape[1], image.shape[2]), path)
                 if proposals is not None and orientation != 1:  # found on the stored pixels
                     stored = on_disk if orientation < 5 else on_disk[::-1]  # (height, width)

@@ -24,7 +24,6 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.callbacks.periodic_evaluation import (
     fixed_subset,
@@ -33,7 +32,7 @@ from wsl.callbacks.periodic_evaluation import (
     subset_loader,
 )
 from wsl.data.dataset import VOCDataset
-from wsl.data.voc import read_rgb
+from wsl.data.images import read_rgb_tensor
 from wsl.drawing import PALETTE, draw_boxes, save_png, side_by_side
 from wsl.loggers.images import log_image
 from wsl.runtime.names import contained_path
@@ -124,7 +123,7 @@ class BoxPictures(pl.Callback):
             by_source = run_in_eval_mode(trainer, pl_module, batch, pl_module.detections_by_source)
             for j in range(len(batch["image_id"])):
                 record = self.dataset.index[batch["index"][j]]
-                image = pil_to_tensor(read_rgb(record.image_path))
+                image = read_rgb_tensor(record.image_path)
                 pictures = [
                     box_picture(
                         image,

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.callbacks.periodic_evaluation import run_in_eval_mode
 from wsl.data.dataset import VOCDataset
-from wsl.data.voc import read_rgb
+from wsl.data.images import read_rgb_tensor
 from wsl.drawing import enlarge, heatmap_picture, save_png
 from wsl.loggers.images import log_image
 from wsl.runtime.names import contained_path
@@ -108,7 +107,7 @@ class HeatmapPictures(pl.Callback):
             assert evidence is not None, "the model gives no heatmaps"
             scores, maps = evidence
             record = dataset.index[i]
-            picture = pil_to_tensor(read_rgb(record.image_path))
+            picture = read_rgb_tensor(record.image_path)
             directory = None
             if self.output_dir is not None:
                 parts = (f"batch_{batch_position}", record.image_id)

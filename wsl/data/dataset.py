@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
-from wsl.data.voc import VOCIndex, read_rgb
+from wsl.data.images import read_rgb_tensor
+from wsl.data.voc import VOCIndex
 from wsl.structures.boxes import continuous_to_inclusive, inclusive_to_continuous, unique_at_scale
 
 Sample = dict[str, Any]
@@ -54,7 +54,7 @@ class VOCDataset(Dataset):
     def __getitem__(self, i: int) -> Sample | None:
         record = self.index[i]
         try:
-            image = pil_to_tensor(read_rgb(record.image_path))
+            image = read_rgb_tensor(record.image_path)
         except DataError as error:
             self.index.policy.report(error)
             return None

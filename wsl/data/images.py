@@ -1,9 +1,9 @@
 """Image files: decode to 8-bit RGB, and check a VOC image at setup (strictly for JPEGs).
 
-Data sets are read as stored (:func:`read_rgb`): their boxes are on the stored pixel array.
-Images from users (``wsl.predict``, ``Detector.detect``) are read upright
-(:func:`read_upright_rgb`): turned as their EXIF orientation says, as phones and photo viewers
-show them.
+Data sets are read as stored (:func:`read_rgb`, :func:`read_rgb_tensor`): their boxes are on
+the stored pixel array. Images from users (``wsl.predict``, ``Detector.detect``) are read upright
+(:func:`read_upright_rgb`, :func:`read_upright_tensor`): turned as their EXIF orientation says,
+as phones and photo viewers show them.
 
 PIL decodes for training (:func:`read_rgb`), but libjpeg inside PIL swallows its
 warnings, so a truncated JPEG with an end-of-image marker appended, or one whose scan
@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
+from torch import Tensor
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from wsl.data.bad_input import DataError
 
@@ -70,6 +72,12 @@ def read_rgb(path: Path) -> Image.Image:
     return _decode(path, upright=False)[0]
 
 
+def read_rgb_tensor(path: Path) -> Tensor:
+    """:func:`read_rgb` as a ``uint8`` 3xHxW tensor: a data set's image as stored, as the
+    data set, ``wsl.inspect`` and the picture callbacks read it."""
+    return pil_to_tensor(read_rgb(path))
+
+
 def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation (1 to 8) that :func:`PIL.ImageOps.exif_transpose` turns ``image``
     by: 1 (as stored) when it has none or an invalid one."""
@@ -101,6 +109,22 @@ def read_upright_rgb(path: Path) -> tuple[Image.Image, int]:
     if kind is not None:
         raise DataError(path, f"{kind}, not an image file: give a regular image file")
     return _decode(path, upright=True)
+
+
+def read_upright_tensor(
+    path: Path, max_size: int | None = None
+) -> tuple[Tensor, tuple[int, int], int]:
+    """The image at ``path`` upright (:func:`read_upright_rgb`) as ``uint8 3xHxW``, downscaled
+    so that its longer side is at most ``max_size`` (``None``: full size); its upright
+    ``(height, width)`` at full size; the EXIF orientation it was turned by. ``wsl.predict``
+    and ``Detector.detect`` read image files so."""
+    image, orientation = read_upright_rgb(path)
+    on_disk = (image.height, image.width)
+    if max_size is not None and max(on_disk) > max_size:
+        scale = max_size / max(on_disk)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return pil_to_tensor(image), on_disk, orientation
 
 
 def _decode(path: Path, upright: bool) -> tuple[Image.Image, int]:

@@ -17,7 +17,6 @@ import numpy as np
 from wsl.data.annotations import VOCAnnotation, parse_voc_xml, read_class_list, read_image_set
 from wsl.data.bad_input import BadInputPolicy, DataError
 from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
-from wsl.data.images import read_rgb as read_rgb  # re-exported: predict, callbacks, inspect
 from wsl.data.labels import image_labels
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.runtime.names import contained_path
