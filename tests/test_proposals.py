@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from omegaconf import OmegaConf
 
 from wsl.data.bad_input import DataError
 from wsl.data.proposal_filter import ProposalFilter
@@ -213,3 +214,15 @@ def test_filter_rejects_bad_settings() -> None:
         ProposalFilter(max_per_image=0)
     with pytest.raises(ValueError, match="min_size=-1"):
         ProposalFilter(min_size=-1)
+
+
+def test_the_filter_of_a_config_with_the_non_null_overrides() -> None:
+    trained = OmegaConf.create({"min_size": 4, "remove_duplicates": False, "max_per_image": 300})
+    assert ProposalFilter.of(None) == ProposalFilter()
+    assert ProposalFilter.of(OmegaConf.create({})) == ProposalFilter()  # a run that set none
+    assert ProposalFilter.of(trained) == ProposalFilter(4, False, 300)
+    overrides = OmegaConf.create(
+        {"min_size": None, "remove_duplicates": True, "max_per_image": None}
+    )
+    assert ProposalFilter.of(trained, overrides) == ProposalFilter(4, True, 300)  # wsl.predict's
+    assert ProposalFilter.of({"dedup_scale": 0.125}).dedup_scale == 0.125  # the datamodule's dict

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image, ImageOps
 from torch import Tensor, nn
 from torchvision import tv_tensors
@@ -266,10 +266,8 @@ class Detector:
         self.class_threshold = class_threshold
         self.selective_search_mode = selective_search_mode
         self.selective_search_max_side = selective_search_max_side
-        settings = run_cfg.data.get("proposal_filter")  # WSDDN's, as trained
-        self.proposal_filter = ProposalFilter(
-            **(OmegaConf.to_container(settings) if settings is not None else {})
-        )
+        # WSDDN's, as trained
+        self.proposal_filter = ProposalFilter.of(run_cfg.data.get("proposal_filter"))
 
     def _proposals(self, image: Tensor) -> Proposals:
         """Selective search on ``image`` (uint8 3xHxW RGB), as ``wsl.predict`` computes it."""

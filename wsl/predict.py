@@ -51,7 +51,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from wsl.data.bad_input import DataError
@@ -156,13 +156,6 @@ def search_proposals(
     return found, errors
 
 
-def run_filter(run_cfg: DictConfig, overrides: DictConfig) -> ProposalFilter:
-    """The proposal filter of the checkpoint's run with the non-null ``overrides``."""
-    settings = OmegaConf.to_container(run_cfg.data.get("proposal_filter") or {})
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return ProposalFilter(**settings)
-
-
 def _file_name(text: str) -> str:
     """``text`` with every character that is unsafe in a file name replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
@@ -239,7 +232,10 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     proposals, proposal_filter = None, None
     if module.needs_proposals:
         proposals, errors = search_proposals(hydra.utils.instantiate(cfg.proposals), images)
-        proposal_filter = run_filter(run_cfg, cfg.proposal_filter)
+        # the checkpoint's run's, with the non-null proposal_filter.* of this command
+        proposal_filter = ProposalFilter.of(
+            run_cfg.data.get("proposal_filter"), cfg.proposal_filter
+        )
     predictor = model_predictor(module, transform, cfg.class_threshold, proposals, proposal_filter)
     threshold = cfg.score_threshold
     if threshold is None:  # the family's

@@ -257,7 +257,7 @@ class VOCProposalsDataModule(VOCDataModule):
                 f"got {proposals!r}"
             )
         self.proposals = proposals
-        self.proposal_filter = ProposalFilter(**(proposal_filter or {}))
+        self.proposal_filter = ProposalFilter.of(proposal_filter)
 
     def proposal_arguments(self, split: str) -> dict[str, Any]:
         return {

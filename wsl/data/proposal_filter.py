@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,18 @@ class ProposalFilter:
             raise ValueError(
                 f"proposal_filter.max_per_image={self.max_per_image} must be >= 1 or null"
             )
+
+    @classmethod
+    def of(
+        cls, settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None
+    ) -> ProposalFilter:
+        """The filter of ``settings`` (a ``data.proposal_filter`` config, its keyword arguments;
+        ``None``: the defaults) with the non-null ``overrides`` (``wsl.predict``'s
+        ``proposal_filter.*``): how the datamodule, ``wsl.predict`` and ``Detector`` build it,
+        the last two from the checkpoint's run config."""
+        values = dict(settings or {})
+        values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+        return cls(**values)
 
     def apply(self, proposals: Proposals, width: int, height: int, source: str) -> Proposals:
         """Filtered proposals of a ``width`` x ``height`` image, best first when scored.
