@@ -24,7 +24,11 @@ from tests.test_config import compose_cfg
 from tests.test_voc_data import proposals_config
 from wsl.callbacks.box_pictures import GT_COLOUR, BoxPictures, box_picture
 from wsl.callbacks.histograms import ParameterHistograms, resolve_layers
-from wsl.callbacks.periodic_evaluation import PeriodicDetectionEvaluation, fixed_subset
+from wsl.callbacks.periodic_evaluation import (
+    PeriodicDetectionEvaluation,
+    fixed_subset,
+    run_in_eval_mode,
+)
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.drawing import PALETTE
 from wsl.loggers.visdom_logger import VisdomLogger
@@ -352,3 +356,23 @@ def test_callbacks_config_builds_the_three_callbacks_with_the_defaults(tmp_path:
     evaluation = built[PeriodicDetectionEvaluation]
     assert (evaluation.every_n_steps, evaluation.split, evaluation.max_images) == (500, None, 200)
     assert built[BoxPictures].output_dir == tmp_path / "pictures"
+
+
+def test_run_in_eval_mode_is_the_modules_inference_context() -> None:
+    class Strategy:
+        def batch_to_device(self, batch: Any, device: torch.device) -> Any:
+            return batch
+
+    class Trainer:
+        strategy = Strategy()
+
+    model = FakeDetector(num_classes=4)
+    model.train()
+
+    def fails(batch: Any) -> None:
+        assert (model.training, torch.is_grad_enabled()) == (False, False)
+        raise RuntimeError(batch)
+
+    with pytest.raises(RuntimeError, match="a batch"):
+        run_in_eval_mode(Trainer(), model, "a batch", fails)  # type: ignore[arg-type]
+    assert model.training  # restored, after an error too

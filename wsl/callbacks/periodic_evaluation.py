@@ -29,6 +29,7 @@ from wsl.evaluation.per_image import defined_mean
 from wsl.evaluation.voc_detection import voc_detection_ap
 from wsl.loggers.images import log_bar
 from wsl.structures.detections import Detections, ImageDetections, ImageGroundTruth
+from wsl.training.module import inference_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,15 +78,11 @@ def run_in_eval_mode(
     trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, function: Callable[[Any], T]
 ) -> T:
     """``function(batch)`` (a method of ``pl_module``) with the batch on the module's device,
-    in eval mode without gradients; the module's mode is restored afterwards."""
+    in :func:`~wsl.training.module.inference_context` (eval mode without gradients; the
+    module's mode is restored afterwards)."""
     batch = trainer.strategy.batch_to_device(batch, pl_module.device)
-    was_training = pl_module.training
-    pl_module.eval()
-    try:
-        with torch.no_grad():
-            return function(batch)
-    finally:
-        pl_module.train(was_training)
+    with inference_context(pl_module):
+        return function(batch)
 
 
 class PeriodicDetectionEvaluation(pl.Callback):
