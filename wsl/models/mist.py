@@ -28,6 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from wsl.models.refinement import refined_region_scores
 from wsl.models.roi import float32_block
 from wsl.pseudo_labels.mist import (
     FIRST_STREAM_WEIGHT,
@@ -136,9 +137,9 @@ class MISTHeads(nn.Module):
 
     def scores(self, output: MISTOutput, stream: int | None = None) -> Tensor:
         """Test-time region scores (R, C): the mean of the streams' softmax (or stream
-        ``stream``'s alone), background dropped."""
-        chosen = output.probs if stream is None else [output.probs[stream]]
-        return torch.stack(chosen).mean(dim=0)[:, 1:]
+        ``stream``'s alone), background dropped, as OICR's and PCL's
+        (:func:`~wsl.models.refinement.refined_region_scores`)."""
+        return refined_region_scores(output.probs if stream is None else [output.probs[stream]])
 
     def boxes(self, output: MISTOutput, boxes: Tensor, stream: int | None = None) -> Tensor:
         """Regressed boxes (R, C, 4) of every class: the mean of the streams' deltas (or stream
