@@ -16,7 +16,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 import wsl
 from tests.conftest import CONF_DIR
 from tests.test_predict import CLASSES, train_checkpoint
-from wsl.detector import Detections
+from wsl.structures.detections import Detections
 
 IMAGE_ID = "000001"
 
@@ -31,14 +31,14 @@ def doubled(image: Image.Image) -> Image.Image:
 
 
 def same(a: Detections, b: Detections) -> None:
-    assert a.labels == b.labels
+    assert a.classes.tolist() == b.classes.tolist()
     torch.testing.assert_close(a.boxes, b.boxes)
     torch.testing.assert_close(a.scores, b.scores)
 
 
 def check_inside(found: Detections, width: int, height: int) -> None:
-    assert len(found.labels) == len(found.boxes) == len(found.scores) > 0
-    assert set(found.labels) <= set(CLASSES)
+    assert len(found.classes) == len(found.boxes) == len(found.scores) > 0
+    assert ((found.classes >= 0) & (found.classes < len(CLASSES))).all()
     x1, y1, x2, y2 = found.boxes.T
     assert (x1 >= 0).all() and (x1 <= x2).all() and (x2 <= width - 1).all()
     assert (y1 >= 0).all() and (y1 <= y2).all() and (y2 <= height - 1).all()
@@ -80,7 +80,7 @@ def test_localizer_boxes_are_in_pixels_of_the_input(
         pil = opened.convert("RGB")
     small, large = detector.detect([pil, doubled(pil)])
     check_inside(large, 2 * pil.width, 2 * pil.height)
-    assert small.labels == large.labels
+    assert small.classes.tolist() == large.classes.tolist()
     torch.testing.assert_close(small.scores, large.scores, atol=0.02, rtol=0)
     # inclusive pixels: x1 -> 2 x1, x2 -> 2 x2 + 1 (heatmaps are upsampled to the input)
     scaled = small.boxes * 2 + torch.tensor([0.0, 0.0, 1.0, 1.0])
@@ -121,6 +121,6 @@ def test_wsddn_scores_given_or_computed_proposals_in_input_pixels(
     small, large = detector.detect(
         [pil, doubled(pil)], proposals=[boxes, boxes * 2 + np.array([0, 0, 1, 1])]
     )
-    assert small.labels == large.labels
+    assert small.classes.tolist() == large.classes.tolist()
     torch.testing.assert_close(small.scores, large.scores, atol=1e-3, rtol=0.05)
     torch.testing.assert_close(large.boxes, small.boxes * 2 + torch.tensor([0, 0, 1, 1.0]))

@@ -42,14 +42,14 @@ def test_nested_boxes_overlapping_more_than_nms_iou_collapse_to_one() -> None:
     tight = expected_box(8, 8, 0.7)
     wide = expected_box(8, 8, 0.5)
     mean = heatmap_boxes(heatmap, SIZE, config=HeatmapBoxConfig(thresholds=(0.5, 0.7)))
-    assert len(mean) == 1  # "mean" prefers the tight core
+    assert len(mean.scores) == 1  # "mean" prefers the tight core
     torch.testing.assert_close(mean.boxes[0], tight, atol=1.5, rtol=0)
     mass_config = HeatmapBoxConfig(thresholds=(0.5, 0.7), score="mass")
     mass = heatmap_boxes(heatmap, SIZE, config=mass_config)
-    assert len(mass) == 1  # "mass" prefers the box holding more of the heat
+    assert len(mass.scores) == 1  # "mass" prefers the box holding more of the heat
     torch.testing.assert_close(mass.boxes[0], wide, atol=1.5, rtol=0)
     loose_config = HeatmapBoxConfig(thresholds=(0.5, 0.7), nms_iou=0.6)
-    assert len(heatmap_boxes(heatmap, SIZE, config=loose_config)) == 2
+    assert len(heatmap_boxes(heatmap, SIZE, config=loose_config).scores) == 2
 
 
 def test_default_config_keeps_scales_that_overlap_less_than_nms_iou() -> None:
@@ -57,7 +57,7 @@ def test_default_config_keeps_scales_that_overlap_less_than_nms_iou() -> None:
     found = heatmap_boxes(blob(8, 8)[None], SIZE)
     torch.testing.assert_close(found.boxes[0], expected_box(8, 8, 0.7), atol=1.5, rtol=0)
     torch.testing.assert_close(found.boxes[1], expected_box(8, 8, 0.3), atol=1.5, rtol=0)
-    assert len(found) == 2
+    assert len(found.scores) == 2
 
 
 def test_stronger_blob_and_class_score_higher() -> None:
@@ -109,24 +109,24 @@ def test_flat_maps_and_skipped_classes_give_no_boxes() -> None:
     assert empty.boxes.shape == (0, 4)
     assert empty.scores.shape == empty.classes.shape == (0,)
     assert heatmap_boxes(heatmaps, SIZE).classes.unique().tolist() == [2]
-    assert len(heatmap_boxes(heatmaps, SIZE, classes=[0, 1])) == 0
+    assert len(heatmap_boxes(heatmaps, SIZE, classes=[0, 1]).scores) == 0
     low_score = HeatmapBoxConfig(min_class_score=0.5)
-    assert len(heatmap_boxes(heatmaps, SIZE, torch.tensor([0.9, 0.9, 0.4]), low_score)) == 0
+    assert len(heatmap_boxes(heatmaps, SIZE, torch.tensor([0.9, 0.9, 0.4]), low_score).scores) == 0
 
 
 def test_peak_missed_by_downsampling_gives_no_boxes() -> None:
     heatmap = torch.zeros(1, 32, 32)
     heatmap[0, 8, 8] = 1.0  # an 8x8 image samples cells 4x + 1.5: all of them cold
-    assert len(heatmap_boxes(heatmap, (8, 8))) == 0
+    assert len(heatmap_boxes(heatmap, (8, 8)).scores) == 0
 
 
 def test_min_area_drops_small_components() -> None:
     heatmap = torch.zeros(1, 32, 32)
     heatmap[0, 8, 8] = 1.0  # at 0.5: 60 pixels (bilinear weight >= 0.5), 0.059% of the image
     small = HeatmapBoxConfig(thresholds=(0.5,), min_area=0.00058)
-    assert len(heatmap_boxes(heatmap, SIZE, config=small)) == 1
+    assert len(heatmap_boxes(heatmap, SIZE, config=small).scores) == 1
     big = HeatmapBoxConfig(thresholds=(0.5,), min_area=0.0006)
-    assert len(heatmap_boxes(heatmap, SIZE, config=big)) == 0
+    assert len(heatmap_boxes(heatmap, SIZE, config=big).scores) == 0
 
 
 def test_bad_inputs_are_refused() -> None:

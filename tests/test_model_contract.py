@@ -20,6 +20,7 @@ from wsl.inference.heatmaps import HeatmapBoxConfig, heatmap_boxes
 from wsl.models.family import Family, Prediction, StepOutput
 from wsl.models.localizer import LocalizerAlexNetRobust
 from wsl.models.wsddn import WSDDN
+from wsl.structures.detections import Detections
 from wsl.train import train
 from wsl.training.module import WSLModule
 
@@ -94,7 +95,8 @@ def test_localizer_detect_reads_every_class_heatmap_in_eval_mode() -> None:
     one = {"image": images[:1], "original_size": [(160, 160)]}
     [found], [evidence] = module.detect_with_evidence(one)
     torch.testing.assert_close(found[0], detections[0][0])
-    class_scores, heatmaps = evidence
+    class_scores, heatmaps, predicted = evidence
+    assert predicted == ()  # wsl.predict's class_threshold chooses them
     torch.testing.assert_close(class_scores, torch.sigmoid(output.logits[0]))
     assert heatmaps.shape == output.score_maps[0].shape and 0 <= heatmaps.min() <= 1
 
@@ -176,7 +178,7 @@ class ToyFamily(Family):
     def predict(self, batch: dict) -> Prediction:
         scores = torch.sigmoid(self.logits)
         box = torch.tensor([[0.0, 0.0, 9.0, 9.0]]).expand(len(scores), 4)
-        found = (box, scores, torch.arange(len(scores)))
+        found = Detections(box, scores, torch.arange(len(scores)))
         return Prediction([found] * len(batch["image"]), scores.expand(len(batch["image"]), -1))
 
 

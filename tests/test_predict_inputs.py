@@ -31,9 +31,10 @@ from tests.test_config import compose_cfg
 from tests.test_predict import CLASSES, check_boxes, train_checkpoint
 from wsl.data.bad_input import DataError
 from wsl.data.images import read_upright_rgb
-from wsl.detector import Detections, Detector, as_uint8_image, load_model
+from wsl.detector import Detector, as_uint8_image, load_model
 from wsl.predict import DETECTIONS_FILE, find_images, predict
 from wsl.structures.boxes import upright_boxes
+from wsl.structures.detections import Detections
 
 SOURCE = "000001"  # a generated image, 125x117
 
@@ -52,7 +53,7 @@ def save_turned(upright: Image.Image, path: Path) -> Path:
 
 
 def same(a: Detections, b: Detections) -> None:
-    assert a.labels == b.labels
+    assert a.classes.tolist() == b.classes.tolist()
     torch.testing.assert_close(a.boxes, b.boxes)
     torch.testing.assert_close(a.scores, b.scores)
 
@@ -163,7 +164,7 @@ def test_accepted_edges_are_detected(detector: Detector) -> None:
     found = detector.detect(
         [torch.zeros(3, 1, 1), ones, torch.full((3, 1, 1), 255, dtype=torch.uint8)]
     )
-    assert all(inside(f, 1, 1) and len(f.labels) > 0 for f in found)
+    assert all(inside(f, 1, 1) and len(f.classes) > 0 for f in found)
     same(found[1], found[2])  # float 1.0 is uint8 255
 
 
@@ -237,7 +238,8 @@ def test_detect_reads_files_and_pil_images_upright(
     same(by_path, by_tensor)
     same(by_pil, by_tensor)
     assert inside(by_path, upright.width, upright.height)
-    assert by_path.labels[:1] == by_source.labels[:1]  # the photo as shot (JPEG-resaved)
+    # the photo as shot (JPEG-resaved)
+    assert by_path.classes[:1].tolist() == by_source.classes[:1].tolist()
     torch.testing.assert_close(by_path.scores[:1], by_source.scores[:1], atol=0.02, rtol=0)
 
 

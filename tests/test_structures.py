@@ -9,7 +9,7 @@ import torch
 
 from wsl.callbacks.box_pictures import top_box_per_class
 from wsl.structures.boxes import voc_iou
-from wsl.structures.detections import ImageDetections
+from wsl.structures.detections import Detections, ImageDetections
 
 
 def test_voc_iou_counts_pixels_inclusively() -> None:
@@ -45,3 +45,21 @@ def test_top_of_class_is_the_first_best_box_of_the_class() -> None:
     assert [(c, box.tolist(), score) for c, box, score in top] == [
         (2, [3.0, 3, 4, 4], pytest.approx(0.9)), (1, [1.0, 1, 5, 5], pytest.approx(0.7)),
     ]  # fmt: skip
+
+
+def test_detections_top_keeps_the_order_cuts_at_the_threshold_and_names_classes() -> None:
+    found = Detections(
+        torch.tensor([[0.0, 0, 9, 9], [1, 1, 5, 5], [2, 2, 8, 8], [3, 3, 4, 4]]),
+        torch.tensor([0.9, 0.5, 0.05, 0.01]),
+        torch.tensor([2, 0, 2, 1]),
+    )
+    top = found.top(0.05, None)  # 0.05 itself is kept
+    assert top.scores.tolist() == pytest.approx([0.9, 0.5, 0.05])
+    assert top.boxes[2].tolist() == [2, 2, 8, 8]
+    assert found.top(0.0, 2).classes.tolist() == [2, 0]
+    assert len(found.top(0.95, 10).scores) == 0
+    assert top.labels(["cat", "dog", "bird"]) == ["bird", "cat", "bird"]
+    assert found.subset(found.classes == 2).scores.tolist() == pytest.approx([0.9, 0.05])
+    _, scores, _ = found  # the record unpacks as the tuple it is
+    assert scores is found.scores
+    assert ImageDetections.of(*found).classes.tolist() == [2, 0, 2, 1]

@@ -21,6 +21,8 @@ from wsl.data.datamodule import VOCImageLabelsDataModule
 from wsl.data.voc import VOCIndex, VOCRecord
 from wsl.evaluation.voc_detection import write_devkit_results
 from wsl.runtime.names import contained_path, name_problem
+from wsl.structures.detections import Detections
+from wsl.structures.evidence import ClassEvidence
 
 VOC = Path("VOCdevkit/VOC2007")
 HOSTILE_CLASS = "../../../../victim"
@@ -243,11 +245,12 @@ class FakeModel(torch.nn.Module):
 
     def detect_with_evidence(self, batch: dict) -> tuple[list, list]:
         n = len(batch["image"])
-        return [None] * n, [(torch.full((1,), 0.5), torch.full((1, 4, 4), 0.5))] * n
+        return [None] * n, [ClassEvidence(torch.full((1,), 0.5), torch.full((1, 4, 4), 0.5))] * n
 
     def detections_by_source(self, batch: dict) -> dict:
         box = torch.tensor([[1.0, 1.0, 20.0, 20.0]])
-        return {"wsddn": [(box, torch.tensor([0.9]), torch.tensor([0]))] * len(batch["index"])}
+        found = Detections(box, torch.tensor([0.9]), torch.tensor([0]))
+        return {"wsddn": [found] * len(batch["index"])}
 
 
 class OneRecordIndex:

@@ -15,7 +15,6 @@ turned upright by their EXIF orientation).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,37 +30,20 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.bad_input import DataError
 from wsl.data.images import read_upright_tensor
-from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.selective_search import selective_search
 from wsl.data.transforms import build_transform
 from wsl.models.backbones import spatial_size
 from wsl.structures.boxes import boxes_to_original, continuous_to_inclusive, inclusive_to_continuous
+from wsl.structures.detections import Detections
+from wsl.structures.evidence import ClassEvidence
+from wsl.structures.proposals import Proposals
 from wsl.training.module import WSLModule
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """What a model found in one image; boxes in 0-based inclusive pixels of the image."""
-
-    boxes: Tensor  # (K, 4) float x1, y1, x2, y2, best first
-    scores: Tensor  # (K,)
-    classes: Tensor  # (K,) int64
-    class_scores: Tensor | None = None  # (C,) image-level probabilities (Localizer)
-    heatmaps: Tensor | None = None  # (C, h, w) sigmoid of the score maps (Localizer)
-    predicted: tuple[int, ...] = ()  # classes whose heatmaps are drawn (Localizer)
-
-    def top(self, score_threshold: float, max_boxes: int | None) -> Prediction:
-        """The boxes scoring at least ``score_threshold``, at most ``max_boxes`` of them."""
-        keep = (self.scores >= score_threshold).nonzero().squeeze(1)[:max_boxes]
-        return Prediction(
-            self.boxes[keep], self.scores[keep], self.classes[keep],
-            self.class_scores, self.heatmaps, self.predicted,
-        )  # fmt: skip
-
-
-# (image key, uint8 3xHxW working image, (height, width) on disk) -> Prediction on the working
-# image; the key names the image (its path for predict)
-Predictor = Callable[[Hashable, Tensor, tuple[int, int]], Prediction]
+# (image key, uint8 3xHxW working image, (height, width) on disk) -> the image's detections on
+# the working image and, for a family that shows them, its class evidence; the key names the
+# image (its path for predict)
+Predictor = Callable[[Hashable, Tensor, tuple[int, int]], tuple[Detections, ClassEvidence | None]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,7 +75,9 @@ def model_predictor(
     keeps the boxes of the classes scoring at least ``class_threshold`` (the best class when
     none does) and returns its class scores and heatmaps."""
 
-    def predict_image(key: Hashable, image: Tensor, on_disk: tuple[int, int]) -> Prediction:
+    def predict_image(
+        key: Hashable, image: Tensor, on_disk: tuple[int, int]
+    ) -> tuple[Detections, ClassEvidence | None]:
         size = (image.shape[1], image.shape[2])
         sample = {"image": tv_tensors.Image(image)}
         if module.needs_proposals:
@@ -117,16 +101,13 @@ def model_predictor(
             batch["proposals"] = [continuous_to_inclusive(sample["proposals"].as_subclass(Tensor))]
             batch["proposal_scores"] = [None]
         [found], [evidence] = module.detect_with_evidence(batch)
-        boxes, scores, classes = (t.cpu() for t in found)
+        found = found.cpu()
         if evidence is None:
-            return Prediction(boxes, scores, classes)
-        class_scores, heatmaps = evidence
-        predicted = (class_scores >= class_threshold).nonzero().squeeze(1).tolist()
-        predicted = predicted or [int(class_scores.argmax())]
-        keep = torch.isin(classes, torch.tensor(predicted, dtype=classes.dtype))
-        return Prediction(
-            boxes[keep], scores[keep], classes[keep], class_scores, heatmaps, tuple(predicted)
-        )
+            return found, None
+        predicted = (evidence.class_scores >= class_threshold).nonzero().squeeze(1).tolist()
+        predicted = predicted or [int(evidence.class_scores.argmax())]
+        keep = torch.isin(found.classes, torch.tensor(predicted, dtype=found.classes.dtype))
+        return found.subset(keep), evidence._replace(predicted=tuple(predicted))
 
     return predict_image
 
@@ -231,15 +212,6 @@ def check_network_input(
         )
 
 
-@dataclass(frozen=True)
-class Detections:
-    """The boxes found in one image, best first."""
-
-    boxes: Tensor  # (K, 4) float x1, y1, x2, y2: 0-based inclusive pixels of the input image
-    scores: Tensor  # (K,)
-    labels: list[str]  # class name of each box
-
-
 class Detector:
     """A trained model of any family that finds boxes in images (build it with :func:`load`)."""
 
@@ -321,9 +293,8 @@ class Detector:
         results = []
         for i, image in enumerate(tensors):
             size = (image.shape[1], image.shape[2])  # the input is the working image
-            prediction = predictor(i, image, size).top(self.score_threshold, self.max_boxes)
-            labels = [self.class_names[c] for c in prediction.classes.tolist()]
-            results.append(Detections(prediction.boxes, prediction.scores, labels))
+            found, _ = predictor(i, image, size)
+            results.append(found.top(self.score_threshold, self.max_boxes))
         return results
 
 

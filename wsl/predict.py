@@ -44,7 +44,6 @@ import os
 import re
 import sys
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +55,10 @@ from torch import Tensor
 
 from wsl.data.bad_input import DataError
 from wsl.data.images import file_kind, read_upright_tensor
-from wsl.data.proposals import ProposalFilter, Proposals
+from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider
 from wsl.detector import (
-    Prediction,
     check_network_input,
     load_model,
     model_predictor,
@@ -73,6 +71,9 @@ from wsl.runtime.run_dir import RunDirError, ensure_writable
 from wsl.runtime.run_failure import reported_run
 from wsl.runtime.settings import check_groups
 from wsl.structures.boxes import boxes_to_original, upright_boxes
+from wsl.structures.detections import Detections
+from wsl.structures.evidence import ClassEvidence
+from wsl.structures.proposals import Proposals
 from wsl.training.module import WSLModule
 
 log = logging.getLogger(__name__)
@@ -171,40 +172,42 @@ def _unique(name: str, taken: set[str]) -> str:
     return unique
 
 
-def pictures(image: Tensor, prediction: Prediction, class_names: list[str]) -> dict[str, Tensor]:
+def pictures(
+    image: Tensor, found: Detections, evidence: ClassEvidence | None, class_names: list[str]
+) -> dict[str, Tensor]:
     """``""``: the image with every box; for each predicted class with a heatmap, its name: the
     heatmap over the image with that class's boxes."""
 
     def drawn(base: Tensor, keep: Tensor) -> Tensor:
-        classes = prediction.classes[keep].tolist()
+        shown = found.subset(keep)
         labels = [
-            f"{class_names[c]} {s:.3g}"
-            for c, s in zip(classes, prediction.scores[keep].tolist(), strict=True)
+            f"{name} {s:.3g}"
+            for name, s in zip(shown.labels(class_names), shown.scores.tolist(), strict=True)
         ]
-        colours = [PALETTE[c % len(PALETTE)] for c in classes]
-        return draw_boxes(base, prediction.boxes[keep], labels=labels, colors=colours)
+        colours = [PALETTE[c % len(PALETTE)] for c in shown.classes.tolist()]
+        return draw_boxes(base, shown.boxes, labels=labels, colors=colours)
 
-    result = {"": drawn(image, torch.ones_like(prediction.scores, dtype=torch.bool))}
-    if prediction.heatmaps is not None:
-        for c in prediction.predicted:
-            overlay = overlay_heatmap(image, prediction.heatmaps[c], min_side=1)
-            result[class_names[c]] = drawn(overlay, prediction.classes == c)
+    result = {"": drawn(image, torch.ones_like(found.scores, dtype=torch.bool))}
+    if evidence is not None:
+        for c in evidence.predicted:
+            overlay = overlay_heatmap(image, evidence.heatmaps[c], min_side=1)
+            result[class_names[c]] = drawn(overlay, found.classes == c)
     return result
 
 
-def describe(prediction: Prediction, class_names: list[str]) -> dict[str, Any]:
+def describe(
+    found: Detections, evidence: ClassEvidence | None, class_names: list[str]
+) -> dict[str, Any]:
     """The ``detections`` (and ``class_scores``) entries of one image in ``detections.json``."""
-    columns = (prediction.boxes.tolist(), prediction.scores.tolist(), prediction.classes.tolist())
+    columns = (found.boxes.tolist(), found.scores.tolist(), found.labels(class_names))
     entry: dict[str, Any] = {
         "detections": [
-            {"class": class_names[c], "score": s, "box": [round(x, 2) for x in box]}
-            for box, s, c in zip(*columns, strict=True)
+            {"class": name, "score": s, "box": [round(x, 2) for x in box]}
+            for box, s, name in zip(*columns, strict=True)
         ]
     }
-    if prediction.class_scores is not None:
-        entry["class_scores"] = dict(
-            zip(class_names, prediction.class_scores.tolist(), strict=True)
-        )
+    if evidence is not None:
+        entry["class_scores"] = dict(zip(class_names, evidence.class_scores.tolist(), strict=True))
     return entry
 
 
@@ -252,10 +255,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                 check_network_input(transform, module, (image.shape[1], image.shape[2]), path)
                 if proposals is not None and orientation != 1:  # found on the stored pixels
                     stored = on_disk if orientation < 5 else on_disk[::-1]  # (height, width)
-                    found = proposals[path]
-                    turned = upright_boxes(found.boxes, orientation, stored[1], stored[0])
-                    proposals[path] = Proposals(turned, found.scores)  # what predictor reads
-                prediction = predictor(path, image, on_disk).top(threshold, cfg.max_boxes)
+                    searched = proposals[path]
+                    turned = upright_boxes(searched.boxes, orientation, stored[1], stored[0])
+                    proposals[path] = Proposals(turned, searched.scores)  # what predictor reads
+                found, evidence = predictor(path, image, on_disk)
+                found = found.top(threshold, cfg.max_boxes)
             except DataError as error:
                 errors[path] = error
                 log.error("failed %s", error)
@@ -267,11 +271,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                     "in pixels of the full-size image",
                     path.name, on_disk[1], on_disk[0], size[1], size[0], cfg.max_size,
                 )  # fmt: skip
-            boxes = boxes_to_original(prediction.boxes, size, on_disk)
+            on_disk_boxes = boxes_to_original(found.boxes, size, on_disk)
             entry = {"width": on_disk[1], "height": on_disk[0]}
-            entry.update(describe(replace(prediction, boxes=boxes), class_names))
+            entry.update(describe(found._replace(boxes=on_disk_boxes), evidence, class_names))
             entry["pictures"] = []
-            for name, picture in pictures(image, prediction, class_names).items():
+            for name, picture in pictures(image, found, evidence, class_names).items():
                 stem = _file_name("_".join(filter(None, (stems[path], name))))
                 file = save_png(picture, output_dir / f"{_unique(stem, taken)}.png")
                 entry["pictures"].append(file.name)
@@ -296,7 +300,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     """Entry point of ``python -m wsl.predict``; exits with 1 when an image failed."""
     quiet_console()
-    with reported_run(cfg.output_dir, report=False):
+    with reported_run(cfg.output_dir):
         check_groups(
             "wsl.predict", HydraConfig.get().runtime.choices, CONFIG_GROUPS,
             "the model, its classes and its eval transform come from the checkpoint (ckpt_path)",

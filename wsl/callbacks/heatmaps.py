@@ -105,7 +105,6 @@ class HeatmapPictures(pl.Callback):
                 trainer, pl_module, batch, pl_module.detect_with_evidence
             )
             assert evidence is not None, "the model gives no heatmaps"
-            scores, maps = evidence
             record = dataset.index[i]
             picture = read_rgb_tensor(record.image_path)
             directory = None
@@ -117,8 +116,8 @@ class HeatmapPictures(pl.Callback):
             tags.append(f"{tag}/image")
             for c in sorted(set(sample["gt_classes"].tolist())):
                 name = dataset.index.classes[c]
-                title = f"{record.image_id} · {name} · score {float(scores[c]):.3g}"
-                overlay = heatmap_picture(picture, maps[c], title)
+                title = f"{record.image_id} · {name} · score {float(evidence.class_scores[c]):.3g}"
+                overlay = heatmap_picture(picture, evidence.heatmaps[c], title)
                 self._emit(trainer, f"{tag}/{name}", directory, name, overlay)
                 tags.append(f"{tag}/{name}")
         return tags

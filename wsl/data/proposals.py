@@ -24,7 +24,6 @@ from pathlib import Path
 from PIL import Image
 
 from wsl.data.bad_input import ON_ERROR_CHOICES, DataError
-from wsl.data.proposal_filter import ProposalFilter as ProposalFilter  # re-exported: see below
 from wsl.data.proposal_mat import (
     FILE_ERROR_SHARE,
     ProposalLookup,
@@ -33,11 +32,7 @@ from wsl.data.proposal_mat import (
     load_proposal_mat,
     shown_ids,
 )
-from wsl.structures.proposals import Proposals as Proposals  # re-exported: see below
 from wsl.structures.proposals import inside_image
-
-# Proposals and ProposalFilter are re-exported for wsl.detector and wsl.predict (being
-# refactored), which import them from here; new code imports them from their modules.
 
 
 class MatProposals:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import nms
 
+from wsl.structures.detections import Detections
+
 SCORES = ("mean", "mass")
 _FLAT = 1e-6  # a map whose range is below this (relative to its magnitude) holds no boxes
 
@@ -65,25 +67,13 @@ class HeatmapBoxConfig:
             raise ValueError(f"max_per_class must be at least 1, got {self.max_per_class}")
 
 
-@dataclass(frozen=True)
-class HeatmapBoxes:
-    """The boxes found in one image's heatmaps, best score first."""
-
-    boxes: Tensor  # (K, 4) float32 x1, y1, x2, y2, 0-based inclusive pixels of the image on disk
-    scores: Tensor  # (K,) float32
-    classes: Tensor  # (K,) int64 index of the heatmap each box came from
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
 def heatmap_boxes(
     heatmaps: Tensor,
     image_size: tuple[int, int],
     class_scores: Tensor | None = None,
     config: HeatmapBoxConfig | None = None,
     classes: Sequence[int] | None = None,
-) -> HeatmapBoxes:
+) -> Detections:
     """Boxes of every object in ``heatmaps`` (C, h, w), in pixels of an image ``(H, W)``.
 
     ``class_scores`` (C,) are image-level probabilities (apply ``torch.sigmoid`` to logits);
@@ -125,7 +115,7 @@ def heatmap_boxes(
         found.append((boxes, scores, torch.full_like(scores, cls, dtype=torch.int64)))
     boxes, scores, labels = (torch.cat(parts) for parts in zip(*found, strict=True))
     order = torch.argsort(scores, descending=True, stable=True)
-    return HeatmapBoxes(boxes[order], scores[order], labels[order])
+    return Detections(boxes[order], scores[order], labels[order])
 
 
 def heatmap_peak(heatmap: Tensor, image_size: tuple[int, int]) -> tuple[float, float]:
@@ -172,5 +162,5 @@ def _class_boxes(heat: np.ndarray, config: HeatmapBoxConfig) -> tuple[Tensor, Te
     return inclusive, scores[keep]
 
 
-def _empty() -> HeatmapBoxes:
-    return HeatmapBoxes(torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+def _empty() -> Detections:
+    return Detections(torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64))

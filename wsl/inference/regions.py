@@ -39,6 +39,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from wsl.structures.boxes import Size, boxes_to_original, hflip_boxes, inclusive_to_continuous
+from wsl.structures.detections import Detections
 
 SCORE_THRESHOLD_ON = ("mean", "sum")  # what the score threshold compares, over the test views
 
@@ -70,14 +71,11 @@ class DetectionConfig:
 
 def region_detections(
     boxes: Tensor, region_scores: Tensor, config: DetectionConfig, num_views: int = 1
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> Detections:
     """Detections of one image from its regions' ``boxes`` (K, 4), or per class (K, C, 4) where
     a head regresses them, and ``region_scores`` (K, C), the scores averaged over ``num_views``
-    test views.
-
-    Returns ``(boxes (D, 4), scores (D,), classes (D,) int64)``, best first; boxes are rows of
-    ``boxes`` (inclusive pixels, whatever image they refer to).
-    """
+    test views: best first, boxes taken from ``boxes`` (inclusive pixels, whatever image they
+    refer to)."""
     num_classes = region_scores.shape[1]
     flat = region_scores.flatten()  # index = region * C + class
     compared = flat * num_views if config.score_threshold_on == "sum" else flat
@@ -87,7 +85,7 @@ def region_detections(
     candidate_boxes = boxes[regions, classes] if boxes.ndim == 3 else boxes[regions]
     keep = batched_nms(inclusive_to_continuous(candidate_boxes), scores, classes, config.nms_iou)
     keep = keep[: config.top_k]  # batched_nms sorts by decreasing score
-    return candidate_boxes[keep], scores[keep], classes[keep]
+    return Detections(candidate_boxes[keep], scores[keep], classes[keep])
 
 
 def shortest_side_size(size: Size, scale: int, max_size: int | None = None) -> Size:

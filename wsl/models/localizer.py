@@ -104,8 +104,7 @@ class LocalizerAlexNet(Family):
         scores = torch.sigmoid(output.logits.detach().float())
         detections = []
         for i, size in enumerate(batch["original_size"]):
-            found = heatmap_boxes(maps[i], size, scores[i], self.box_config)
-            detections.append((found.boxes, found.scores, found.classes))
+            detections.append(heatmap_boxes(maps[i], size, scores[i], self.box_config))
         return detections
 
     def predict(self, batch: Mapping[str, Any]) -> Prediction:

@@ -1,20 +1,22 @@
 """The detection and ground-truth records: what a model finds in an image and what is there.
 
-- :data:`Detections`: what every family's ``detect(batch)`` returns per image, tensors
-  ``(boxes (K, 4), scores (K,), classes (K,))``, boxes in 0-based inclusive pixels
-  (:mod:`wsl.structures.boxes`), best first.
-- :class:`ImageDetections` and :class:`ImageGroundTruth`: one image's detections and ground
-  truth as numpy arrays, the records the evaluators collect (:mod:`wsl.evaluation.per_image`).
+- :class:`Detections`: the one detections record, tensors ``(boxes (K, 4), scores (K,),
+  classes (K,))`` with boxes in 0-based inclusive pixels (:mod:`wsl.structures.boxes`), best
+  first: what every family finds per image (``predict``, ``step(detect=True)``), what
+  ``wsl.predict`` writes and what ``wsl.load(...).detect`` returns.
+- :class:`ImageDetections` and :class:`ImageGroundTruth`: one image's detections (the same
+  record as numpy arrays, ``ImageDetections.of(*detections)``) and ground truth, as the
+  evaluators collect them (:mod:`wsl.evaluation.per_image`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 from torch import Tensor
 
-Detections = tuple[Tensor, Tensor, Tensor]  # boxes (K, 4), scores (K,), classes (K,)
 ArrayLike = Tensor | np.ndarray
 Record = TypeVar("Record", "ImageDetections", "ImageGroundTruth")
 
@@ -32,6 +34,30 @@ def _same_length(record: Record) -> Record:
     if len(set(lengths.values())) > 1:
         raise ValueError(f"{type(record).__name__} fields differ in length: {lengths}")
     return record
+
+
+class Detections(NamedTuple):
+    """One image's detections, best first (tensors on any device)."""
+
+    boxes: Tensor  # (K, 4) float x1, y1, x2, y2, 0-based inclusive pixels
+    scores: Tensor  # (K,)
+    classes: Tensor  # (K,) int64 class indices
+
+    def subset(self, keep: Tensor) -> Detections:
+        """The detections that ``keep`` (a boolean mask or indices) selects, in its order."""
+        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep])
+
+    def top(self, score_threshold: float, max_boxes: int | None) -> Detections:
+        """The detections scoring at least ``score_threshold``, at most ``max_boxes`` of them."""
+        return self.subset((self.scores >= score_threshold).nonzero().squeeze(1)[:max_boxes])
+
+    def cpu(self) -> Detections:
+        """The same detections on the CPU."""
+        return Detections(self.boxes.cpu(), self.scores.cpu(), self.classes.cpu())
+
+    def labels(self, class_names: Sequence[str]) -> list[str]:
+        """The class name of each detection."""
+        return [class_names[c] for c in self.classes.tolist()]
 
 
 class ImageDetections(NamedTuple):

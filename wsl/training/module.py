@@ -59,11 +59,10 @@ from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.inference.heatmaps import heatmap_peak
 from wsl.models.family import LOSS_REDUCTIONS, Family, Prediction
 from wsl.structures.detections import Detections
+from wsl.structures.evidence import ClassEvidence
 from wsl.training.loss_scale import sum_over_global_batch
 from wsl.training.nonfinite import NonFiniteLossGuard
 
-# class probabilities (C,) and heatmaps (C, h, w) in [0, 1] of one image, on the CPU
-ClassEvidence = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")
 SCHEDULER_INTERVALS = ("epoch", "step")
 
@@ -230,13 +229,13 @@ class WSLModule(pl.LightningModule):
     def detect_with_evidence(
         self, batch: Mapping[str, Any]
     ) -> tuple[list[Detections], list[ClassEvidence | None]]:
-        """:meth:`detect` and, per image, its class probabilities and heatmaps on the CPU where
-        the family gives heatmaps (``None`` otherwise), from one prediction."""
+        """:meth:`detect` and, per image, its class evidence (probabilities and heatmaps, on the
+        CPU) where the family gives heatmaps (``None`` otherwise), from one prediction."""
         prediction = self.predict_batch(batch)
         if prediction.heatmaps is None:
             return prediction.detections, [None] * len(prediction.detections)
         evidence: list[ClassEvidence | None] = [
-            (scores.cpu(), maps.cpu())
+            ClassEvidence(scores.cpu(), maps.cpu())
             for scores, maps in zip(prediction.image_scores, prediction.heatmaps, strict=True)
         ]
         return prediction.detections, evidence
@@ -280,7 +279,7 @@ class WSLModule(pl.LightningModule):
             ]
             self.test_pointing.process(batch["image_id"], points, ground_truths)
         for image_id, found in zip(batch["image_id"], prediction.detections, strict=True):
-            self.test_detections.append((image_id, tuple(t.cpu() for t in found)))
+            self.test_detections.append((image_id, found.cpu()))
 
     def on_test_epoch_end(self) -> None:
         classification = self.log_classification("test")
