@@ -1,4 +1,5 @@
-"""Shared fixtures: a small generated VOC data set, made once per test session."""
+"""Shared fixtures: a small generated VOC data set and a briefly trained Localizer, each made
+once per test session. Plain helpers and constants: tests/support.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import pytest
 from wsl.data.generate import generate_voc
 
 pytest_plugins = ["tests.visdom_server"]
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +29,12 @@ def data_copy(generated_root: Path, tmp_path: Path) -> Path:
     return root
 
 
-LOCALIZER = ["experiment=localizer_demo", "callbacks.heatmaps.num_train_images=0",
-             "callbacks.heatmaps.num_final_images=0"]  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def localizer_ckpt(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained Localizer's ``last.ckpt`` (read-only: copy it before changing it)."""
-    from tests.test_predict import train_checkpoint  # imports wsl.train: only when needed
+    """A briefly trained Localizer's ``last.ckpt`` (``debug=fast``: one epoch in batches of 8),
+    trained once per session for every test that only needs one (read-only: copy it before
+    changing it or saving beside it)."""
+    from tests.support import train_checkpoint  # imports torch: only when needed
 
-    return train_checkpoint(generated_root, tmp_path_factory.mktemp("ckpt") / "train", *LOCALIZER)
+    run_dir = tmp_path_factory.mktemp("ckpt") / "train"
+    return train_checkpoint(generated_root, run_dir, "experiment=localizer_demo")

@@ -13,7 +13,7 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.runtime.stored_config import UntrustedConfigError, check_stored_config
 from wsl.train import train
 from wsl.training.module import WSLModule, build_scheduler

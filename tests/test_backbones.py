@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.models import AlexNet_Weights, alexnet
 
+from tests.support import small_alexnet_state
 from wsl.models.backbones import (
     alexnet_features,
     build_backbone,
@@ -18,20 +19,6 @@ from wsl.models.backbones import (
 )
 
 ALEXNET_CACHE_NAME = "alexnet-owt-7be5be79.pth"  # torchvision's file name for IMAGENET1K_V1
-
-
-def small_alexnet_state() -> dict[str, Tensor]:
-    """A random full AlexNet state dict whose fc weights are stride-0 views (a ~10 MB file)."""
-    g = torch.Generator().manual_seed(0)
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in alexnet().state_dict().items()}
-    state = {}
-    for key, shape in shapes.items():
-        if key.startswith("classifier") and len(shape) == 2:  # an fc weight: one value per row
-            state[key] = torch.randn(shape[0], 1, generator=g).expand(shape)
-        else:
-            state[key] = torch.randn(shape, generator=g)
-    return state
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF_DIR
-from tests.test_config import compose_cfg
+from tests.support import CONF_DIR, compose_cfg
 from wsl.data.datamodule import VOCImageLabelsDataModule
 from wsl.runtime.settings import SettingError
 from wsl.train import train

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import CONF_DIR, LOCALIZER
-from tests.test_predict import train_checkpoint
+from tests.support import command, one_error_line, train_checkpoint
 from wsl.checkpoint import (
     CheckpointError,
     RunCheckpoint,
@@ -25,23 +22,6 @@ from wsl.checkpoint import (
 )
 
 DAMAGED = "is damaged (e.g. cut short by an interrupted copy) or is not a wsl checkpoint"
-
-
-def command(module: str, *overrides: str, env: dict[str, str] | None = None):
-    """``python -m <module> overrides...`` from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The single ERROR line of a command that failed on a user error, without a traceback."""
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    errors = [line for line in result.stdout.splitlines() if "ERROR" in line]
-    assert len(errors) == 1, result.stdout
-    return errors[0]
 
 
 def test_truncated_checkpoint_is_named_as_damaged(localizer_ckpt: Path, tmp_path: Path) -> None:
@@ -121,7 +101,7 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a checkpoint")
-    ckpt = train_checkpoint(generated_root, run, *LOCALIZER)
+    ckpt = train_checkpoint(generated_root, run, "experiment=localizer_demo")
     assert sorted(p.name for p in ckpt.parent.iterdir()) == sorted(
         ["last.ckpt", "notes.partial", "mine.txt"]  # no Lightning default checkpoint
     )
@@ -129,8 +109,8 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
     # Resuming removes the partial beside the checkpoint resumed from.
     planted = ckpt.parent / ".last.ckpt.x1y2z3.partial"
     planted.write_bytes(b"half")
-    train_checkpoint(generated_root, tmp_path / "resumed", *LOCALIZER, f"ckpt_path={ckpt}",
-                     "trainer.max_epochs=2")  # fmt: skip
+    train_checkpoint(generated_root, tmp_path / "resumed", "experiment=localizer_demo",
+                     f"ckpt_path={ckpt}", "trainer.max_epochs=2")  # fmt: skip
     assert not planted.exists()
 
 

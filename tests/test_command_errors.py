@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_checkpoint_files import LOCALIZER, command, one_error_line
-from tests.test_predict import train_checkpoint
+from tests.support import command, one_error_line, train_checkpoint
 
 RUN_DIR_ERROR = "cannot write to the run directory"
 
@@ -79,7 +78,7 @@ def test_data_error_is_one_line_and_the_run_says_why(data_copy: Path, tmp_path: 
 def tested_run(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained Localizer, tested at the end of training (its run directory)."""
     run = tmp_path_factory.mktemp("tested") / "train"
-    train_checkpoint(generated_root, run, *LOCALIZER, "test=true")
+    train_checkpoint(generated_root, run, "experiment=localizer_demo", "test=true")
     return run
 
 

@@ -8,19 +8,17 @@ neither listed in their help nor accepted, even appended with ``+group=option``.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support import CONF_DIR
+from tests.support import command as run_command
 from wsl import evaluate, inspect, predict
 from wsl.runtime.settings import SettingError, check_groups
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
-TRAIN_ONLY = ("experiment", "model", "trainer", "callbacks", "hparams_search")
+TRAIN_ONLY = ("experiment", "model", "trainer", "callbacks", "hparams_search", "debug")
 
 # command -> (its CONFIG_GROUPS, groups --help lists -> options, keys its config section shows)
 COMMANDS = {
@@ -42,11 +40,8 @@ COMMANDS = {
 }
 
 
-def _help(command: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", f"wsl.{command}", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def _help(name: str) -> str:
+    result = run_command(f"wsl.{name}", "--help")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -108,11 +103,9 @@ def test_an_appended_group_is_refused() -> None:
 
 
 def test_evaluate_refuses_plus_model_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "wsl.evaluate", "ckpt_path=missing.ckpt", "+model=wsddn",
-         f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_command(
+        "wsl.evaluate", "ckpt_path=missing.ckpt", "+model=wsddn", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert "wsl.evaluate takes no model=wsddn: the data and the model are rebuilt" in output

@@ -3,33 +3,17 @@ entry points run on generated data."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from tests.conftest import CONF_DIR
+from tests.support import CONF_DIR, command, compose_cfg
 from wsl.inspect import inspect
 from wsl.runtime.run_dir import RunDirError
 from wsl.train import train
-
-ROOT = CONF_DIR.parent
-
-
-def compose_cfg(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose like ``python -m wsl.<name>`` would, with the run directory set."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
 
 
 def test_root_config_has_every_group() -> None:
@@ -45,8 +29,29 @@ def test_root_config_has_every_group() -> None:
         "paths",
         "hydra",
         "experiment",
+        "debug",
     ):
         assert group in choices, group
+
+
+@pytest.mark.parametrize("experiment", ["localizer_demo", "wsddn_demo"])
+def test_debug_fast_makes_a_quick_run_and_overrides_still_win(
+    experiment: str, tmp_path: Path
+) -> None:
+    """conf/debug/fast.yaml comes after the experiment: its settings win over the experiment's,
+    and the command line's over both."""
+    cfg = compose_cfg("train", [f"experiment={experiment}", "debug=fast"], tmp_path)
+    assert cfg.data.num_workers == 0 and cfg.trainer.max_epochs == 1
+    assert cfg.trainer.enable_progress_bar is False and not cfg.get("logger")
+    switched_off = ("model_checkpoint", "heatmaps", "box_pictures", "histograms")
+    assert all(cfg.callbacks[name] is None for name in (*switched_off, "periodic_evaluation"))
+    assert cfg.callbacks.last_checkpoint._target_.endswith("LastCheckpoint")  # last.ckpt stays
+    overridden = compose_cfg(
+        "train",
+        [f"experiment={experiment}", "debug=fast", "trainer.max_epochs=2", "logger=tensorboard"],
+        tmp_path,
+    )
+    assert overridden.trainer.max_epochs == 2 and list(overridden.logger) == ["tensorboard"]
 
 
 @pytest.mark.parametrize(
@@ -115,13 +120,7 @@ def test_inspect_prints_classes_and_writes_pictures(
 
 
 def test_cli_entry_point_fails_clearly_on_a_bad_choice() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "wsl.train", "data=nope"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = command("wsl.train", "data=nope")
     assert result.returncode != 0
     assert "Available options in 'data'" in result.stderr and "voc_labels" in result.stderr
 

@@ -17,8 +17,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks.progress.progress_bar import get_standard_metrics
 
-from tests.conftest import CONF_DIR
-from tests.test_config import compose_cfg
+from tests.support import CONF_DIR, compose_cfg
 from wsl.callbacks.progress_log import ProgressLog
 from wsl.callbacks.result_files import results_table
 from wsl.runtime.console import quiet_console

@@ -14,8 +14,7 @@ from PIL import Image
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 import wsl
-from tests.conftest import CONF_DIR
-from tests.test_predict import CLASSES, train_checkpoint
+from tests.support import CLASSES, CONF_DIR, train_checkpoint
 from wsl.structures.detections import Detections
 
 IMAGE_ID = "000001"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.train import train
 
 

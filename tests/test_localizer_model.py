@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.test_backbones import small_alexnet_state
+from tests.support import small_alexnet_state
 from wsl.models.localizer import LocalizerAlexNet, LocalizerAlexNetRobust
 
 

@@ -11,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from visdom import Visdom
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.generate import generate_voc
 from wsl.evaluate import evaluate
 from wsl.train import train

@@ -19,7 +19,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.generate import generate_voc
 from wsl.train import train
 from wsl.training.loss_scale import sum_over_global_batch

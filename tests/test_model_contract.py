@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.inference.heatmaps import HeatmapBoxConfig, heatmap_boxes
 from wsl.models.family import Family, Prediction, StepOutput
 from wsl.models.localizer import LocalizerAlexNetRobust

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 
 SELECTIVE_SEARCH = ["data/proposals=mat", "model.net.use_proposal_scores=false"]
 

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 import numpy as np
@@ -18,24 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import CONF_DIR
-from tests.test_config import compose_cfg
+from tests.support import CLASSES, CONF_DIR, check_boxes, compose_cfg, train_checkpoint
 from wsl.checkpoint import load_run_config
 from wsl.predict import OutputDirError, load_model, predict
-from wsl.train import train
-
-CLASSES = ["circle", "square", "triangle", "cross"]  # the generated set's classes.txt
-QUICK = [
-    "data.num_workers=0", "data.batch_size=8", "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false", "logger=none", "test=false",
-    "callbacks.model_checkpoint=null",  # last.ckpt only (a WSDDN checkpoint is large)
-]  # fmt: skip
-
-
-def train_checkpoint(root: Path, run_dir: Path, *extra: str) -> Path:
-    """Train briefly on the generated set; return the checkpoint."""
-    train(compose_cfg("train", [f"data.root={root}", *QUICK, *extra], run_dir))
-    return run_dir / "checkpoints" / "last.ckpt"
 
 
 def image_folder(root: Path, folder: Path, ids: list[str]) -> Path:
@@ -47,18 +31,6 @@ def image_folder(root: Path, folder: Path, ids: list[str]) -> Path:
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 certainly not a JPEG" * 10)
     return folder
-
-
-def check_boxes(entry: dict[str, Any], threshold: float, max_boxes: int) -> None:
-    """Boxes inside the image, scores at least ``threshold`` and best first."""
-    detections = entry["detections"]
-    assert 0 < len(detections) <= max_boxes
-    scores = [d["score"] for d in detections]
-    assert scores == sorted(scores, reverse=True) and min(scores) >= threshold
-    for d in detections:
-        x1, y1, x2, y2 = d["box"]
-        assert 0 <= x1 <= x2 <= entry["width"] - 1 and 0 <= y1 <= y2 <= entry["height"] - 1
-        assert d["class"] in CLASSES
 
 
 @pytest.fixture(scope="module")

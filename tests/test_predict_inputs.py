@@ -26,9 +26,7 @@ from PIL import ExifTags, Image, ImageOps
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 import wsl
-from tests.conftest import CONF_DIR
-from tests.test_config import compose_cfg
-from tests.test_predict import CLASSES, check_boxes, train_checkpoint
+from tests.support import CLASSES, CONF_DIR, check_boxes, compose_cfg, train_checkpoint
 from wsl.data.bad_input import DataError
 from wsl.data.images import read_upright_rgb
 from wsl.detector import Detector, as_uint8_image, load_model

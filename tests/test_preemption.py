@@ -19,15 +19,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_config import compose_cfg
-from tests.test_resume import command, saved_step
+from tests.support import (
+    ROOT,
+    STEPS_PER_EPOCH,
+    compose_cfg,
+    resumable_overrides,
+    resumable_training,
+    saved_step,
+)
 from wsl.checkpoint import CheckpointError, RunCheckpointIO
 from wsl.runtime.run_dir import RunDirError
 from wsl.runtime.run_lock import LOCK_NAME, run_dir_lock
 from wsl.train import resolve_ckpt_path, train
 
-ROOT = Path(__file__).resolve().parents[1]
-EPOCHS, STEPS_PER_EPOCH = 3, 6  # 24 generated trainval images in batches of 4
 # Every step in the log (to know when to signal), no periodic last.ckpt (so the one saved on
 # SIGTERM is the only one mid-epoch), images large enough that a step takes a while.
 SLOWER = [
@@ -35,13 +39,13 @@ SLOWER = [
     "callbacks.last_checkpoint.every_n_train_steps=1000",
     "data.train_transform.scales=[224]",
 ]
-LONG = "trainer.max_epochs=100"  # still running when signalled; resumed with EPOCHS
+LONG = "trainer.max_epochs=100"  # still running when signalled (finish: max_steps)
 
 
 def start(data_root: Path, run_dir: Path, *extra: str, env: dict | None = None):
     return subprocess.Popen(
-        command(data_root, run_dir, *SLOWER, *extra), cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=env,
+        resumable_training(data_root, run_dir, *SLOWER, *extra), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
 
 
@@ -68,7 +72,7 @@ def test_sigterm_saves_the_step_exits_143_and_resumes(generated_root: Path, tmp_
 
     # A second run in the same directory is refused at once, naming it and the PID (in this
     # process: RunDirError is one line like any user error, tests/test_command_errors.py).
-    overrides = command(generated_root, run_dir)[3:]
+    overrides = resumable_overrides(generated_root, run_dir)
     with pytest.raises(RunDirError) as error:
         train(compose_cfg("train", overrides, run_dir))
     assert str(error.value).startswith(
@@ -96,7 +100,8 @@ def finish(data_root: Path, run_dir: Path, step: int, *extra: str, env: dict | N
     """Run again in ``run_dir`` until 3 steps after ``step``; check it went on from ``step``
     (its first step is ``step + 1``) and saved its last step."""
     done = subprocess.run(
-        command(data_root, run_dir, *SLOWER, LONG, f"trainer.max_steps={step + 3}", *extra),
+        resumable_training(data_root, run_dir, *SLOWER, LONG, f"trainer.max_steps={step + 3}",
+                           *extra),
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

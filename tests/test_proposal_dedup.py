@@ -9,7 +9,7 @@ import hydra
 import pytest
 import torch
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.structures.boxes import unique_at_scale
 

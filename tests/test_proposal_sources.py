@@ -10,7 +10,7 @@ import hydra
 import numpy as np
 import pytest
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.proposal_mat import load_proposal_mat

@@ -15,8 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_checkpoint_files import command
-from tests.test_config import compose_cfg
+from tests.support import command, compose_cfg
 from wsl.benchmarks.stream_scores import score_checkpoint
 from wsl.benchmarks.training import TrainSetup, TrainWork, measure_training
 from wsl.data.generate import generate_voc

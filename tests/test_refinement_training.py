@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.generate import generate_voc
 from wsl.train import train
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-EPOCHS, STEPS_PER_EPOCH = 3, 6  # 24 generated trainval images in batches of 4
-
-
-def command(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "wsl.train", "experiment=localizer_demo", f"data.root={data_root}",
-        "data.batch_size=4", "data.num_workers=0", "data.train_transform.scales=[64]",
-        "data.eval_transform.scales=[64]", f"trainer.max_epochs={EPOCHS}", "logger=tensorboard",
-        "callbacks.last_checkpoint.every_n_train_steps=2", "~callbacks.heatmaps",
-        "trainer.enable_progress_bar=false", "test=false", f"hydra.run.dir={run_dir}", *extra,
-    ]  # fmt: skip
-
-
-def saved_step(path: Path) -> int:
-    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+from tests.support import (
+    RESUMABLE_EPOCHS,
+    ROOT,
+    STEPS_PER_EPOCH,
+    resumable_training,
+    saved_step,
+)
 
 
 def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(
@@ -35,7 +25,7 @@ def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
-        command(generated_root, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
+        resumable_training(generated_root, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -50,14 +40,14 @@ def test_sigkill_mid_epoch_then_resume_from_last_checkpoint(
     assert 0 < killed_at < STEPS_PER_EPOCH  # mid first epoch
 
     resumed = subprocess.run(
-        command(generated_root, run_dir, f"ckpt_path={last}"), cwd=ROOT, capture_output=True,
-        text=True, timeout=300,
+        resumable_training(generated_root, run_dir, f"ckpt_path={last}"), cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint path" in resumed.stderr
-    assert saved_step(last) == EPOCHS * STEPS_PER_EPOCH
+    assert saved_step(last) == RESUMABLE_EPOCHS * STEPS_PER_EPOCH
     epochs = sorted(p.name for p in (run_dir / "checkpoints").glob("epoch_*.ckpt"))
     assert epochs == ["epoch_002.ckpt"]  # the newest epoch only
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["optimizer_states"][0]["state"], "optimizer state (momentum) was not saved"
-    assert state["lr_schedulers"][0]["last_epoch"] == EPOCHS
+    assert state["lr_schedulers"][0]["last_epoch"] == RESUMABLE_EPOCHS

@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_config import compose_cfg
-from tests.test_untrusted_checkpoints import QUICK
+from tests.support import CLASSES, FAST, FAST_RESUMABLE, compose_cfg
 from wsl.checkpoint import CheckpointError
 from wsl.data.bad_input import DataError
 from wsl.train import train
 
-CLASSES = ["circle", "square", "triangle", "cross"]  # the generated set's classes.txt
-
 
 def run(root: Path, run_dir: Path, *extra: str) -> dict:
-    overrides = ["experiment=localizer_demo", f"data.root={root}", *QUICK, *extra]
+    overrides = ["experiment=localizer_demo", f"data.root={root}", *FAST_RESUMABLE, *extra]
     return train(compose_cfg("train", overrides, run_dir))
 
 
@@ -47,7 +44,7 @@ def test_resuming_with_another_optimizer_says_what_differs(
 def test_another_family_is_named(
     localizer_ckpt: Path, generated_root: Path, tmp_path: Path
 ) -> None:
-    overrides = ["experiment=wsddn_demo", f"data.root={generated_root}", *QUICK[:3],
+    overrides = ["experiment=wsddn_demo", f"data.root={generated_root}", *FAST,
                  f"ckpt_path={localizer_ckpt}", "train=false"]  # fmt: skip
     with pytest.raises(CheckpointError) as error:
         train(compose_cfg("train", overrides, tmp_path / "run"))

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from tests.conftest import CONF_DIR
+from tests.support import CONF_DIR
 from wsl.evaluation.results_files import write_results
 from wsl.evaluation.voc_detection import ClassAP, voc_ap
 from wsl.reporting.figures import DASH

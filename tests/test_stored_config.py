@@ -9,10 +9,10 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from tests.test_config import compose_cfg
+from tests.support import CONF_DIR, compose_cfg, gadget
 from wsl.runtime.stored_config import TARGETS, UntrustedConfigError, check_stored_config
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").iterdir())
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").iterdir())
 PROPOSALS = ["mat", "edgeboxes", "selective_search"]
 
 
@@ -32,12 +32,11 @@ def test_every_proposal_source_passes(proposals: str, tmp_path: Path) -> None:
     check_stored_config(OmegaConf.to_container(cfg, resolve=True))
 
 
-def gadget(marker: Path) -> dict:
-    """A config that, instantiated, writes ``marker`` (``pathlib.Path.write_text``)."""
-    return {
-        "_target_": "pathlib.Path.write_text",
-        "_args_": [{"_target_": "pathlib.Path", "_args_": [str(marker)]}, "pwned"],
-    }
+@pytest.mark.parametrize("experiment", ["localizer_demo", "wsddn_demo"])
+def test_a_debug_run_passes(experiment: str, tmp_path: Path) -> None:
+    """conf/debug/fast.yaml switches callbacks off with null, in families that lack them too."""
+    cfg = compose_cfg("train", [f"experiment={experiment}", "debug=fast"], tmp_path)
+    check_stored_config(OmegaConf.to_container(cfg, resolve=True))
 
 
 def test_the_gadget_is_real(tmp_path: Path) -> None:

@@ -20,8 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationValidationError
 from pytorch_lightning.strategies import DDPStrategy
 
-from tests.conftest import CONF_DIR
-from tests.test_config import compose_cfg
+from tests.support import CONF_DIR, compose_cfg
 from wsl.data.generate import generate_voc
 from wsl.reporting.sweep_summary import SweepSummary, main, summarize_sweep
 from wsl.train import main as train_main

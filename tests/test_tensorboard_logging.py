@@ -11,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.train import train
 
 CLASSES = ("circle", "square", "triangle", "cross")  # the generated set's 4 classes

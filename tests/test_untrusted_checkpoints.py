@@ -15,17 +15,11 @@ import pytest
 import torch
 
 import wsl
-from tests.test_config import compose_cfg
-from tests.test_stored_config import gadget
+from tests.support import FAST_RESUMABLE, compose_cfg, gadget
 from wsl.checkpoint import CheckpointError, RunCheckpoint, RunCheckpointIO
 from wsl.evaluate import evaluate
 from wsl.predict import predict
 from wsl.train import train
-
-QUICK = ["data.num_workers=0", "data.batch_size=8", "trainer.max_epochs=2", "logger=none",
-         "trainer.enable_progress_bar=false", "callbacks.model_checkpoint=null",
-         "callbacks.heatmaps.num_train_images=0",
-         "callbacks.heatmaps.num_final_images=0"]  # fmt: skip
 
 
 def plant_in_model(config: dict, marker: Path) -> str:
@@ -111,7 +105,7 @@ def test_train_with_ckpt_path_refuses(
     localizer_ckpt: Path, generated_root: Path, tmp_path: Path, train_too: bool
 ) -> None:
     path, marker, key = evil(localizer_ckpt, tmp_path, plant_in_trainer)
-    overrides = ["experiment=localizer_demo", f"data.root={generated_root}", *QUICK,
+    overrides = ["experiment=localizer_demo", f"data.root={generated_root}", *FAST_RESUMABLE,
                  f"ckpt_path={path}", f"train={train_too}"]  # fmt: skip
     with pytest.raises(CheckpointError, match=key):
         train(compose_cfg("train", overrides, tmp_path / "run"))

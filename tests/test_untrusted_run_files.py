@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_stored_config import gadget
+from tests.support import gadget
 from wsl.reporting.run_report import write_run_report
 from wsl.reporting.sweep_summary import summarize_sweep
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import vgg16
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.models import roi as roi_module
 from wsl.models.backbones import build_backbone, load_backbone_weights, spatial_size
 from wsl.models.roi import pool_regions, receptive_field_centre

@@ -11,7 +11,7 @@ import hydra
 import pytest
 from visdom import Visdom
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.loggers.visdom_logger import VisdomLogger, run_env_name
 
 

@@ -9,12 +9,13 @@ import pytest
 import scipy.io
 import torch
 
+from tests.support import proposals_config
 from wsl.data.annotations import read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule, VOCProposalsDataModule
 from wsl.data.dataset import VOCDataset
 from wsl.data.proposal_filter import ProposalFilter
-from wsl.data.proposals import MatProposalFiles, MatProposals
+from wsl.data.proposals import MatProposals
 from wsl.data.transforms import build_transform
 from wsl.data.voc import VOCIndex
 
@@ -23,11 +24,6 @@ VOC = Path("VOCdevkit/VOC2007")
 
 def mat_proposals(root: Path, split: str = "trainval") -> MatProposals:
     return MatProposals(str(root / "selective_search_data" / f"voc_2007_{split}.mat"))
-
-
-def proposals_config(root: Path) -> MatProposalFiles:
-    mat = str(root / "selective_search_data" / "voc_2007_{}.mat")
-    return MatProposalFiles(mat.format("trainval"), mat.format("test"), box_layout="yxyx")
 
 
 def test_index_reads_every_image_of_the_split_once(generated_root: Path) -> None:

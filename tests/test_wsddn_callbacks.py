@@ -20,8 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor, nn
 from visdom import Visdom
 
-from tests.test_config import compose_cfg
-from tests.test_voc_data import proposals_config
+from tests.support import compose_cfg, proposals_config
 from wsl.callbacks.box_pictures import GT_COLOUR, BoxPictures, box_picture
 from wsl.callbacks.histograms import ParameterHistograms, resolve_layers
 from wsl.callbacks.periodic_evaluation import (

@@ -11,19 +11,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from tests.test_backbones import small_alexnet_state
+from tests.support import (
+    BOXES,
+    CLASS0,
+    CLASS1,
+    FEATURES,
+    SCORES,
+    random_boxes,
+    small_alexnet_state,
+)
 from wsl.models.roi import pool_regions, softmax_per_image
 from wsl.models.wsddn import EPS, WSDDN, spatial_regulariser, wsddn_loss
 
 NUM_CLASSES = 5
 SIZE = 160  # AlexNet conv5 maps of 9x9 cells
-
-
-def random_boxes(count: int, size: int, generator: torch.Generator) -> Tensor:
-    """``count`` inclusive boxes inside a ``size`` x ``size`` image, at least 16 pixels wide."""
-    corner = torch.randint(0, size - 32, (count, 2), generator=generator)
-    extent = torch.randint(16, 32, (count, 2), generator=generator)
-    return torch.cat([corner, corner + extent - 1], dim=1).float()
 
 
 @contextmanager
@@ -229,18 +230,6 @@ def test_bce_loss_by_hand() -> None:
     weighted = -(2 * math.log(0.9) + math.log(0.8) + 2 * math.log(0.6) + math.log(0.7)) / 4
     loss = wsddn_loss(scores, labels, weights=torch.tensor([2.0, 1.0]))
     assert loss.item() == pytest.approx(weighted, rel=1e-6)
-
-
-# One image, two classes. Class 0: region 0 tops; IoUs with it (+1 pixels): region 1 90/100,
-# region 2 0, region 3 90/100, region 4 60/100 (not above 0.6). Class 1: region 1 tops; IoUs
-# with it: region 0 90/100 (score 0), region 2 0, region 3 81/99, region 4 60/90.
-BOXES = torch.tensor(
-    [[0, 0, 9, 9], [0, 0, 9, 8], [20, 20, 29, 29], [1, 0, 9, 9], [0, 0, 9, 5]], dtype=torch.float
-)
-SCORES = torch.tensor([[0.5, 0.0], [0.3, 0.8], [0.2, 0.6], [0.1, 0.4], [0.05, 0.2]])
-FEATURES = torch.tensor([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [1.0, 2.0], [9.0, 9.0]])
-CLASS0 = 0.5 * 0.3**2 * 2 + 0.5 * 0.1**2 * 4  # regions 1 and 3 against region 0: 0.11
-CLASS1 = 0.5 * 0.4**2 * 2 + 0.5 * 0.2**2 * (81 + 64)  # regions 3 and 4 against region 1: 3.06
 
 
 def test_spatial_regulariser_by_hand() -> None:

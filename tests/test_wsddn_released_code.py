@@ -13,8 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from tests.test_config import compose_cfg
-from tests.test_wsddn_model import BOXES, CLASS0, FEATURES, SCORES, random_boxes
+from tests.support import BOXES, CLASS0, FEATURES, SCORES, compose_cfg, random_boxes
 from wsl.evaluation.voc_detection import VOCDetectionEvaluator
 from wsl.inference.regions import DetectionConfig, region_detections
 from wsl.models.backbones import build_backbone

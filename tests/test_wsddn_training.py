@@ -15,7 +15,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_config import compose_cfg
+from tests.support import compose_cfg
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.generate import generate_voc
 from wsl.evaluate import evaluate
