@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -84,11 +85,17 @@ def test_weights_that_do_not_fit_their_config_are_named(
 
 
 def test_saving_needs_no_temp_dir_and_removes_stale_partials(
-    generated_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    localizer_ckpt: Path, generated_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every temporary file would fail (``tempfile.tempdir`` is a file, as a full TMPDIR
-    fails), yet the checkpoints are written; partials a killed save left are removed at the
-    start, in the run's checkpoint folder and beside the checkpoint resumed from."""
+    fails), yet a run resumed from a checkpoint writes its own; partials a killed save left are
+    removed at the start, in the run's checkpoint folder and beside the checkpoint resumed
+    from."""
+    resumed_from = tmp_path / "trained" / "last.ckpt"  # a copy: a partial is planted beside it
+    resumed_from.parent.mkdir()
+    shutil.copy(localizer_ckpt, resumed_from)
+    planted = resumed_from.parent / ".last.ckpt.x1y2z3.partial"
+    planted.write_bytes(b"half")
     blocked = tmp_path / "tmp_is_a_file"
     blocked.write_text("")
     monkeypatch.setattr(tempfile, "tempdir", str(blocked))
@@ -101,16 +108,12 @@ def test_saving_needs_no_temp_dir_and_removes_stale_partials(
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a checkpoint")
-    ckpt = train_checkpoint(generated_root, run, "experiment=localizer_demo")
+    ckpt = train_checkpoint(generated_root, run, "experiment=localizer_demo",
+                            f"ckpt_path={resumed_from}", "trainer.max_epochs=2")  # fmt: skip
     assert sorted(p.name for p in ckpt.parent.iterdir()) == sorted(
         ["last.ckpt", "notes.partial", "mine.txt"]  # no Lightning default checkpoint
     )
     assert load_run_config(ckpt).model.net._target_.endswith("LocalizerAlexNet")
-    # Resuming removes the partial beside the checkpoint resumed from.
-    planted = ckpt.parent / ".last.ckpt.x1y2z3.partial"
-    planted.write_bytes(b"half")
-    train_checkpoint(generated_root, tmp_path / "resumed", "experiment=localizer_demo",
-                     f"ckpt_path={ckpt}", "trainer.max_epochs=2")  # fmt: skip
     assert not planted.exists()
 
 

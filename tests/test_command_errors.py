@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import command, one_error_line, train_checkpoint
+from tests.support import FAST, command, compose_cfg, one_error_line
+from wsl.train import train
 
 RUN_DIR_ERROR = "cannot write to the run directory"
 
@@ -75,10 +76,17 @@ def test_data_error_is_one_line_and_the_run_says_why(data_copy: Path, tmp_path: 
 
 
 @pytest.fixture(scope="module")
-def tested_run(generated_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A briefly trained Localizer, tested at the end of training (its run directory)."""
+def tested_run(
+    localizer_ckpt: Path, generated_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The session's Localizer checkpoint tested by ``wsl.train train=false``: a run directory
+    with its checkpoint and the test's metrics.json."""
     run = tmp_path_factory.mktemp("tested") / "train"
-    train_checkpoint(generated_root, run, "experiment=localizer_demo", "test=true")
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(localizer_ckpt, run / "checkpoints" / "last.ckpt")
+    overrides = ["experiment=localizer_demo", f"data.root={generated_root}", *FAST,
+                 f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "train=false"]  # fmt: skip
+    train(compose_cfg("train", overrides, run))
     return run
 
 
