@@ -26,10 +26,7 @@ from wsl.reporting.sweep_summary import SweepSummary, main, summarize_sweep
 from wsl.train import main as train_main
 
 ROOT = CONF_DIR.parent
-FAST = [
-    "experiment=localizer_demo", "trainer.max_epochs=1", "data.num_workers=0",
-    "trainer.enable_progress_bar=false", "callbacks.heatmaps.num_final_images=0",
-]  # fmt: skip
+FAST = ["experiment=localizer_demo", "debug=fast"]  # each job: one epoch, no pictures
 
 
 def make_job(sweep: Path, num: int, overrides: list[str] | None, metrics: str | None) -> None:
