@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -43,24 +42,12 @@ FAST = ["debug=fast", "data.batch_size=8"]
 # With two epochs: resuming from localizer_ckpt would train one more, so a check that must refuse
 # the checkpoint before any work fails visibly if it does not.
 FAST_RESUMABLE = [*FAST, "trainer.max_epochs=2"]
-# The callbacks debug=fast switches off (null), for which Hydra refuses `~callbacks.<name>`.
-OFF_IN_DEBUG_FAST = frozenset(
-    f"~callbacks.{name}"
-    for name, value in yaml.safe_load((CONF_DIR / "debug" / "fast.yaml").read_text())[
-        "callbacks"
-    ].items()
-    if value is None
-)
 
 
 def train_checkpoint(root: Path, run_dir: Path, *extra: str) -> Path:
-    """Train briefly on the generated set (:data:`FAST`, not tested); return the checkpoint.
-
-    An ``extra`` that removes a callback debug=fast already switches off is left out (some
-    callers still pass ``~callbacks.histograms`` and the like)."""
+    """Train briefly on the generated set (:data:`FAST`, not tested); return the checkpoint."""
     from wsl.train import train  # imports Lightning: only when a test trains
 
-    extra = tuple(e for e in extra if e not in OFF_IN_DEBUG_FAST)
     train(compose_cfg("train", [f"data.root={root}", *FAST, "test=false", *extra], run_dir))
     return run_dir / "checkpoints" / "last.ckpt"
 

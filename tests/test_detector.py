@@ -99,7 +99,6 @@ def test_wsddn_scores_given_or_computed_proposals_in_input_pixels(
     ckpt = train_checkpoint(
         generated_root, tmp_path / "train", "experiment=wsddn_demo",
         "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",
-        "~callbacks.histograms", "~callbacks.periodic_evaluation", "~callbacks.box_pictures",
     )  # fmt: skip
     detector = wsl.load(ckpt, device="cpu", score_threshold=0.0, max_boxes=3)
     with Image.open(image_path(generated_root)) as opened:
