@@ -9,7 +9,7 @@ turned upright by their EXIF orientation).
     import wsl
     detector = wsl.load("outputs/runs/train/wsddn_demo/<time>/checkpoints/last.ckpt")
     for found in detector.detect(["a.jpg", pil_image, uint8_tensor]):
-        print(found.labels, found.scores, found.boxes)
+        print(found.labels(detector.class_names), found.scores, found.boxes)
 """
 
 from __future__ import annotations
