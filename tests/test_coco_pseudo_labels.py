@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from wsl.data.annotations import parse_voc_xml
 from wsl.data.bad_input import DataError
@@ -115,10 +118,8 @@ def test_a_devkit_box_round_trips_through_the_file(tmp_path: Path) -> None:
 
 
 def test_pycocotools_reads_the_file_and_its_areas_agree(tmp_path: Path, capsys) -> None:
-    coco_module = pytest.importorskip("pycocotools.coco")
-    cocoeval = pytest.importorskip("pycocotools.cocoeval")
     path = write_coco_pseudo_labels(tmp_path / "trainval.json", IMAGES, CLASSES)
-    coco = coco_module.COCO(str(path))
+    coco = COCO(str(path))
     assert sorted(coco.getImgIds()) == [1, 2, 3]
     assert coco.loadImgs(3)[0]["file_name"] == "000009.jpg"
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
@@ -132,7 +133,7 @@ def test_pycocotools_reads_the_file_and_its_areas_agree(tmp_path: Path, capsys) 
         a["area"] for a in annotations
     ]
     # The pseudo boxes scored as detections against themselves: every one matched (ids from 1).
-    evaluation = cocoeval.COCOeval(coco, results, "bbox")
+    evaluation = COCOeval(coco, results, "bbox")
     evaluation.params.areaRng = [[0, 1e10]]
     evaluation.params.areaRngLbl = ["all"]
     evaluation.evaluate()
@@ -144,9 +145,8 @@ def test_pycocotools_reads_the_file_and_its_areas_agree(tmp_path: Path, capsys) 
 
 
 def test_pycocotools_iou_of_the_coco_boxes_is_the_devkit_iou_of_the_inclusive_ones() -> None:
-    mask = pytest.importorskip("pycocotools.mask")
     boxes = np.array([[0.0, 0.0, 9.0, 9.0], [4.0, 0.0, 13.0, 9.0], [5.0, 5.0, 5.0, 5.0]])
-    coco_iou = mask.iou(coco_bbox(boxes), coco_bbox(boxes), [0, 0, 0])
+    coco_iou = coco_mask.iou(coco_bbox(boxes), coco_bbox(boxes), [0, 0, 0])
     devkit_iou = voc_iou(boxes[:, None], boxes[None])
     np.testing.assert_allclose(coco_iou, devkit_iou, rtol=1e-12)
     assert devkit_iou[0, 1] == pytest.approx(60 / 140)  # 6 x 10 of two 10 x 10 boxes
