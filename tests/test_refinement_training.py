@@ -2,7 +2,7 @@
 from scratch (3 epochs of the demos, 36 steps; MIST 6) each clearly beats its untrained network
 in detection mAP and CorLoc (as WSDDN in ``tests/test_wsddn_training.py``). Measured here:
 untrained 0.044 / 0.117; OICR 0.226 / 0.375, PCL 0.295 / 0.506 (about a minute each on 2
-cores); MIST untrained 0.067 / 0.220, after 6 epochs 0.388 / 0.632 (about two minutes). After
+cores); MIST untrained 0.067 / 0.220, after 6 epochs 0.388 / 0.632 (72 s). After
 3 epochs MIST is at 0.129 / 0.241, short of the margin: its streams start slower than OICR's
 and PCL's (docs/reproduction.md, "Does refinement help?")."""
 
