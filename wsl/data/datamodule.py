@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from wsl.data.annotations import read_class_list
 from wsl.data.dataset import Sample, VOCDataset
 from wsl.data.proposal_filter import ProposalFilter
+from wsl.data.pseudo_ground_truth import with_pseudo_boxes
 from wsl.data.transforms import build_transform
 from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
 from wsl.runtime.names import name_problem
@@ -102,6 +103,9 @@ class VOCDataModule(pl.LightningDataModule):
         batch_size, num_workers: DataLoader settings (``num_workers`` processes decode).
         train_transform, eval_transform: keyword arguments of
             :func:`~wsl.data.transforms.build_transform`.
+        pseudo_labels: a COCO-format pseudo-label file (``wsl.retrain`` mines it): the training
+            split's object boxes are its pseudo boxes, for a supervised detector; validation
+            and test keep the annotations' boxes. ``None``: the annotations' everywhere.
     """
 
     collate = staticmethod(collate_stacked)
@@ -121,6 +125,7 @@ class VOCDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         train_transform: Mapping[str, Any] | None = None,
         eval_transform: Mapping[str, Any] | None = None,
+        pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -133,6 +138,7 @@ class VOCDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_transform = build_transform(**(train_transform or {}))
         self.eval_transform = build_transform(**(eval_transform or {}))
+        self.pseudo_labels = None if pseudo_labels is None else Path(pseudo_labels)
         self.datasets: dict[str, VOCDataset] = {}
 
     def build_index(self, split: str) -> VOCIndex:
@@ -156,11 +162,21 @@ class VOCDataModule(pl.LightningDataModule):
         return None
 
     def dataset(self, split: str, train: bool = False) -> VOCDataset:
-        """The dataset of ``split`` with the train or eval transform (read once, cached)."""
+        """The dataset of ``split`` with the train or eval transform (read once, cached); for
+        training with the pseudo boxes of :attr:`pseudo_labels` when it is set."""
         key = f"{split}:{'train' if train else 'eval'}"
         if key not in self.datasets:
-            index = next((d.index for d in self.datasets.values() if d.index.split == split), None)
+            index = next(
+                (
+                    d.index
+                    for d in self.datasets.values()
+                    if d.index.split == split and d.index.pseudo_labels is None
+                ),
+                None,
+            )
             index = index or self.build_index(split)
+            if train and self.pseudo_labels is not None:
+                index = with_pseudo_boxes(index, self.pseudo_labels)
             transform = self.train_transform if train else self.eval_transform
             self.datasets[key] = VOCDataset(
                 index,

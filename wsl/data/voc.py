@@ -75,6 +75,10 @@ class VOCIndex:
         verify_images: ``header``, ``full`` or ``none`` (see :func:`~wsl.data.images.check_image`).
     """
 
+    # The file its object boxes come from when they are pseudo boxes
+    # (:func:`wsl.data.pseudo_ground_truth.with_pseudo_boxes`); None: the XML annotations.
+    pseudo_labels: Path | None = None
+
     def __init__(
         self,
         root: str | Path,
