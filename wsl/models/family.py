@@ -15,7 +15,8 @@ A family is an ``nn.Module`` built from ``model.net`` (a ``_target_`` config tak
 
 The training module owns everything else (the step, the non-finite guard, logging, evaluators,
 optimizer and scheduler), so a new family is a model file and a YAML. Attributes say what the
-data and the trainer must do: :attr:`Family.needs_proposals`, :attr:`Family.loss_reduction`,
+data and the trainer must do: :attr:`Family.needs_proposals`,
+:attr:`Family.detects_on_validation`, :attr:`Family.loss_reduction`,
 :attr:`Family.corloc_on_test_split`, :attr:`Family.default_score_threshold`. A submodule with
 ``lr_mult`` and ``bias_lr_mult`` attributes (a refinement head) gets its own parameter groups.
 """
@@ -52,6 +53,9 @@ class Family(nn.Module):
     """The base of every model family (see the module docstring)."""
 
     needs_proposals: bool = False  # a batch must carry each image's ``proposals``
+    # the validation step's detections give val/det_mAP (with model.val_detection); the
+    # Localizer's heatmap boxes are not worth their time every epoch
+    detects_on_validation: bool = False
     # "mean": the losses are a mean over the images, already the step's mean under DDP and
     # accumulation; "sum": a sum over the global batch (wsl.training.loss_scale), so a batch of
     # N images makes the step N single-image steps would (WSDDN's MatConvNet original)

@@ -200,6 +200,7 @@ class SupervisedDetector(Family):
     ``detections_per_img``.
     """
 
+    detects_on_validation = True  # val/det_mAP in both modes
     loss_reduction = "mean"
     default_score_threshold = 0.05
 

@@ -115,6 +115,7 @@ class WSDDN(Family):
     """
 
     needs_proposals = True
+    detects_on_validation = True
     loss_reduction = "sum"
 
     def __init__(

@@ -33,6 +33,7 @@ WSL_TARGETS = {
         "wsl.models.localizer.LocalizerAlexNet",
         "wsl.models.localizer.LocalizerAlexNetRobust",
         "wsl.models.wsddn.WSDDN",
+        "wsl.models.supervised.SupervisedDetector",
     ),
     "model.net.refinement": (
         "wsl.models.refinement.RefinementHeads",

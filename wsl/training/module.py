@@ -194,7 +194,7 @@ class WSLModule(pl.LightningModule):
         self.log_classification("train")
 
     def on_validation_epoch_start(self) -> None:
-        detect = self.hparams.val_detection and self.net.needs_proposals
+        detect = self.hparams.val_detection and self.net.detects_on_validation
         self.val_evaluator = VOCDetectionEvaluator(self.class_names) if detect else None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
