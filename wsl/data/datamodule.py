@@ -103,9 +103,10 @@ class VOCDataModule(pl.LightningDataModule):
         batch_size, num_workers: DataLoader settings (``num_workers`` processes decode).
         train_transform, eval_transform: keyword arguments of
             :func:`~wsl.data.transforms.build_transform`.
-        pseudo_labels: a COCO-format pseudo-label file (``wsl.retrain`` mines it): the training
-            split's object boxes are its pseudo boxes, for a supervised detector; validation
-            and test keep the annotations' boxes. ``None``: the annotations' everywhere.
+        pseudo_labels: a COCO-format pseudo-label file (:mod:`wsl.data.coco_pseudo_labels`):
+            the training split's object boxes are its pseudo boxes, for a supervised detector;
+            validation and test keep the annotations' boxes. ``None``: the annotations'
+            everywhere.
     """
 
     collate = staticmethod(collate_stacked)
