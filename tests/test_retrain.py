@@ -1,0 +1,50 @@
+"""``python -m wsl.retrain``: a weak checkpoint's pseudo boxes mined into the run directory, a
+supervised detector trained on them and tested, on the session's briefly trained Localizer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import wsl
+from tests.support import CLASSES, compose_cfg
+from wsl.checkpoint import RunCheckpoint
+from wsl.data.coco_pseudo_labels import read_coco_pseudo_labels
+from wsl.retrain import retrain
+
+
+def test_retrain_mines_pseudo_boxes_then_trains_and_tests_a_detector(
+    localizer_ckpt: Path, generated_root: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "retrain"
+    overrides = [
+        f"ckpt_path={localizer_ckpt}", "model=faster_rcnn", "model.net.backbone=alexnet",
+        "model.net.weights=none", "debug=fast", "data.batch_size=4",
+    ]  # fmt: skip
+    metrics = retrain(compose_cfg("retrain", overrides, run), overrides)
+    weak_data = RunCheckpoint.read(localizer_ckpt).config.data
+    split = weak_data.train_split
+    pseudo = run / "pseudo_labels" / f"{split}.json"
+    images = read_coco_pseudo_labels(pseudo, CLASSES)
+    summary = json.loads((run / "pseudo_labels" / "summary.json").read_text())
+    assert summary["images"] == len(images) > 0 and summary["split"] == split
+    assert summary["pseudo_boxes"] == sum(len(i.labels.classes) for i in images)
+    assert summary["CorLoc"] == metrics["pseudo_CorLoc"]
+    assert math.isfinite(metrics["det_mAP"]) and 0 <= metrics["det_mAP"] <= 1
+    assert json.loads((run / "metrics.json").read_text())["metrics"]["det_mAP"] == pytest.approx(
+        metrics["det_mAP"]
+    )
+    # The detector's run: the weak run's data, this command's data.* on top, the pseudo boxes
+    detector = RunCheckpoint.read(run / "checkpoints" / "last.ckpt")  # read checked
+    assert detector.config.data.root == weak_data.root
+    assert detector.config.data.batch_size == 4 != weak_data.batch_size
+    assert detector.config.data.pseudo_labels == str(pseudo)
+    assert detector.config.model.net._target_ == "wsl.models.supervised.SupervisedDetector"
+    # and wsl.load takes it as any family's checkpoint
+    image = generated_root / "VOCdevkit" / "VOC2007" / "JPEGImages" / f"{images[0].image_id}.jpg"
+    loaded = wsl.load(run / "checkpoints" / "last.ckpt", device="cpu", score_threshold=0.0)
+    [found] = loaded.detect(str(image))
+    assert found.boxes.shape[1] == 4 and len(found.scores) == len(found.classes)
