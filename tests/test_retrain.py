@@ -8,12 +8,14 @@ import math
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 import wsl
 from tests.support import CLASSES, compose_cfg
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.coco_pseudo_labels import read_coco_pseudo_labels
-from wsl.retrain import retrain
+from wsl.retrain import detector_data, retrain
+from wsl.runtime.settings import SettingError
 
 
 def test_retrain_mines_pseudo_boxes_then_trains_and_tests_a_detector(
@@ -48,3 +50,16 @@ def test_retrain_mines_pseudo_boxes_then_trains_and_tests_a_detector(
     loaded = wsl.load(run / "checkpoints" / "last.ckpt", device="cpu", score_threshold=0.0)
     [found] = loaded.detect(str(image))
     assert found.boxes.shape[1] == 4 and len(found.scores) == len(found.classes)
+
+
+def test_the_command_lines_data_keys_apply_to_the_weak_runs_data() -> None:
+    weak = OmegaConf.create({"root": "/data", "batch_size": 2, "train_split": "trainval"})
+    overrides = ["data.batch_size=8", "+data.pseudo_labels=p.json", "model=fast_rcnn", "seed=3"]
+    data = detector_data(weak, overrides)
+    assert OmegaConf.to_container(data) == {
+        "root": "/data", "batch_size": 8, "train_split": "trainval", "pseudo_labels": "p.json",
+    }  # fmt: skip
+    assert weak.batch_size == 2  # the weak run's config is not changed
+    for refused in ("data=voc_labels", "data/proposals=selective_search", "~data.classes"):
+        with pytest.raises(SettingError, match=r"uses the weak run's data"):
+            detector_data(weak, [refused])

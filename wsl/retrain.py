@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl.checkpoint import RunCheckpoint
+from wsl.data.class_order import match_classes
 from wsl.data.coco_pseudo_labels import write_coco_pseudo_labels
 from wsl.detector import resolve_device
 from wsl.reporting.run_report import report_finished_run
@@ -36,6 +37,7 @@ from wsl.runtime.console import quiet_console
 from wsl.runtime.run_dir import ensure_writable
 from wsl.runtime.run_failure import reported_run
 from wsl.runtime.run_lock import run_dir_lock
+from wsl.runtime.settings import SettingError
 from wsl.train import train
 from wsl.training.pseudo_label_mining import MinedSplit, mine_split
 
@@ -46,22 +48,35 @@ SUMMARY_FILE = "summary.json"
 
 
 def detector_data(weak_data: DictConfig, overrides: list[str]) -> DictConfig:
-    """The weak run's data config with the command line's ``data.*`` ``overrides`` on top."""
+    """The weak run's data config with the command line's ``data.*`` ``overrides`` on top
+    (``data.key=value``, ``+data.key=value`` or ``++data.key=value``). Choosing another data
+    group (``data=...``) or deleting a key (``~data...``) is refused: the data is the weak
+    run's."""
+    dotlist = []
+    for override in overrides:
+        key = override.lstrip("+")
+        if key.startswith("data.") and not override.startswith("~"):
+            dotlist.append(key.removeprefix("data."))
+        elif key.startswith(("data=", "data/", "~data")):
+            raise SettingError(
+                f"{override}: wsl.retrain uses the weak run's data (its checkpoint's config); "
+                "change single keys with data.<key>=value"
+            )
     data = weak_data.copy()
-    dotlist = [o.removeprefix("data.") for o in overrides if o.startswith("data.")]
-    with open_dict(data):
+    with open_dict(data):  # a key the weak run's config lacks may be added
         return OmegaConf.merge(data, OmegaConf.from_dotlist(dotlist))
 
 
-def mine(cfg: DictConfig, data: DictConfig) -> tuple[Path, MinedSplit]:
+def mine(cfg: DictConfig, weak: RunCheckpoint, data: DictConfig) -> tuple[Path, MinedSplit]:
     """Mine the weak model's pseudo boxes on ``data.train_split`` into the run directory."""
-    weak = RunCheckpoint.read(cfg.ckpt_path)
     module = weak.build_module(map_location=resolve_device("auto")).eval()
     split = data.train_split
     mining_data = data.copy()
     with open_dict(mining_data):
         mining_data.test_split = split
         mining_data.pseudo_labels = None
+        # labelled in the weak model's class order (data.classes may list them otherwise)
+        match_classes(mining_data, cfg.ckpt_path, weak.class_names)
     datamodule = hydra.utils.instantiate(mining_data)
     datamodule.setup("test")
     rule = hydra.utils.instantiate(cfg.retrain.rule)
@@ -89,9 +104,10 @@ def retrain(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     (its ``data.*`` apply to the weak run's data). Returns the detector's final metrics with
     ``pseudo_CorLoc``."""
     ensure_writable(cfg.paths.output_dir)
-    data = detector_data(RunCheckpoint.read(cfg.ckpt_path).config.data, overrides or [])
+    weak = RunCheckpoint.read(cfg.ckpt_path)
+    data = detector_data(weak.config.data, overrides or [])
     with run_dir_lock(cfg.paths.output_dir):
-        path, mined = mine(cfg, data)
+        path, mined = mine(cfg, weak, data)
     train_cfg = cfg.copy()
     with open_dict(train_cfg):
         del train_cfg.retrain
