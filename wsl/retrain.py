@@ -34,6 +34,7 @@ from wsl.detector import resolve_device
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.console import quiet_console
+from wsl.runtime.names import contained_path
 from wsl.runtime.run_dir import ensure_writable
 from wsl.runtime.run_failure import reported_run
 from wsl.runtime.run_lock import run_dir_lock
@@ -83,7 +84,8 @@ def mine(cfg: DictConfig, weak: RunCheckpoint, data: DictConfig) -> tuple[Path, 
     mined = mine_split(module, datamodule.test_dataloader(), rule)
     directory = Path(cfg.paths.output_dir) / PSEUDO_LABELS_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = write_coco_pseudo_labels(directory / f"{split}.json", mined.images, module.class_names)
+    file = contained_path(directory, f"{split}.json")  # the split name comes from a checkpoint
+    path = write_coco_pseudo_labels(file, mined.images, module.class_names)
     summary = {
         "checkpoint": str(cfg.ckpt_path), "split": split, "rule": cfg.retrain.rule.rule,
         **mined.counts, **mined.corloc,
