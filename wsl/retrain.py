@@ -6,10 +6,13 @@ second stage of weakly supervised detection.
    each image's labelled classes (:mod:`wsl.training.pseudo_label_mining`). They are written to
    ``<run dir>/pseudo_labels/<split>.json`` (COCO format, :mod:`wsl.data.coco_pseudo_labels`)
    with ``summary.json``: their counts and their CorLoc against that split's ground truth, the
-   bound of what the detector can learn from them.
+   bound of what the detector can learn from them; and ``pictures/<image id>.png`` of
+   ``retrain.pictures`` images drawn with a seeded choice: ground truth white, pseudo boxes in
+   their class colour with their scores.
 2. The supervised detector (``model``) trains on them (``data.pseudo_labels``) and is tested,
    as ``python -m wsl.train`` does (:func:`wsl.train.train`: checkpoints, ``metrics.json``, the
-   report); its metrics gain ``pseudo_CorLoc``.
+   report); ``metrics.json`` gains ``pseudo_CorLoc`` (and its per-class column), which the
+   report shows beside the detector's ``det_mAP``.
 
 The data is the weak run's, from its checkpoint (root, splits, transforms, proposals), with this
 command's ``data.*`` overrides on top. The detector starts from the backbone ``model.net`` names
@@ -20,17 +23,24 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
-from wsl.data.coco_pseudo_labels import write_coco_pseudo_labels
+from wsl.data.coco_pseudo_labels import PseudoLabelImage, write_coco_pseudo_labels
+from wsl.data.dataset import VOCDataset
+from wsl.data.images import read_rgb_tensor
 from wsl.detector import resolve_device
+from wsl.drawing import PALETTE, draw_boxes, save_png
+from wsl.evaluation.results_files import read_results, write_results
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.console import quiet_console
@@ -46,6 +56,35 @@ log = logging.getLogger(__name__)
 
 PSEUDO_LABELS_DIR = "pseudo_labels"
 SUMMARY_FILE = "summary.json"
+PICTURES_DIR = "pictures"
+GT_COLOUR = "#ffffff"
+
+
+def write_pictures(
+    directory: Path, images: list[PseudoLabelImage], dataset: VOCDataset, count: int, seed: int
+) -> list[Path]:
+    """``<directory>/<image id>.png`` for ``count`` of ``images`` (a seeded choice): the image
+    on disk with its ground-truth boxes (white) and its pseudo boxes (class colour, score)."""
+    records = {record.image_id: record for record in dataset.index.records}
+    names = dataset.index.classes
+    chosen = random.Random(seed).sample(images, min(count, len(images)))
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image in chosen:
+        record = records[image.image_id]
+        truth, pseudo = record.annotation, image.labels
+        boxes = np.concatenate([truth.boxes(), pseudo.boxes]).reshape(-1, 4)
+        labels = [o.name for o in truth.objects]
+        scored = zip(pseudo.classes, pseudo.scores, strict=True)
+        labels += [f"{names[c]} {score:.2f}" for c, score in scored]
+        colours = [GT_COLOUR] * len(truth.objects)
+        colours += [PALETTE[c % len(PALETTE)] for c in pseudo.classes]
+        picture = draw_boxes(
+            read_rgb_tensor(record.image_path), torch.from_numpy(boxes), labels, colours
+        )
+        # the image id comes from the data set's files: kept inside the pictures' folder
+        paths.append(save_png(picture, contained_path(directory, f"{image.image_id}.png")))
+    return paths
 
 
 def detector_data(weak_data: DictConfig, overrides: list[str]) -> DictConfig:
@@ -86,6 +125,8 @@ def mine(cfg: DictConfig, weak: RunCheckpoint, data: DictConfig) -> tuple[Path, 
     directory.mkdir(parents=True, exist_ok=True)
     file = contained_path(directory, f"{split}.json")  # the split name comes from a checkpoint
     path = write_coco_pseudo_labels(file, mined.images, module.class_names)
+    dataset = datamodule.dataset(datamodule.splits["test"])
+    write_pictures(directory / PICTURES_DIR, mined.images, dataset, cfg.retrain.pictures, cfg.seed)
     summary = {
         "checkpoint": str(cfg.ckpt_path), "split": split, "rule": cfg.retrain.rule.rule,
         **mined.counts, **mined.corloc,
@@ -116,8 +157,12 @@ def retrain(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
         train_cfg.ckpt_path = None  # the weak model is not the detector's starting point
         train_cfg.data = data
         train_cfg.data.pseudo_labels = str(path)
-    metrics = train(train_cfg)
-    return {**metrics, "pseudo_CorLoc": mined.corloc["CorLoc"]}
+    metrics = {**train(train_cfg), "pseudo_CorLoc": mined.corloc["CorLoc"]}
+    results = read_results(cfg.paths.output_dir)
+    if results is not None:  # tested: the pseudo boxes' CorLoc beside the detector's metrics
+        per_class = {**results["per_class"], "pseudo_CorLoc": mined.corloc["corloc_per_class"]}
+        write_results(cfg.paths.output_dir, {**results["metrics"], **metrics}, per_class)
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="retrain")
