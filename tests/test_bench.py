@@ -21,11 +21,13 @@ from wsl.benchmarks.training import (
     TrainResult,
     TrainSetup,
     TrainWork,
+    build_model,
     measure_training,
     plain_forward,
     plain_inputs,
     synthetic_images,
 )
+from wsl.models.supervised import SupervisedDetector
 from wsl.models.wsddn import WSDDN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +93,14 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
         TrainResult(setups[5], 6.0, [6.0, 6.0], 8000 * 2**20),
     ]
     loader = LoaderResult(images_per_s=60.0, images=64, batch_size=8, num_workers=2)
-    evaluation = EvaluationResult(
+    return build_report(
+        "cuda", "cuda (a GPU)", False, SIZES["cuda"], training, loader, fake_evaluation()
+    )
+
+
+def fake_evaluation() -> EvaluationResult:
+    """Made-up evaluation timings with round numbers."""
+    return EvaluationResult(
         images=5000,
         detections=1_500_000,
         wsl_seconds=1.25,
@@ -100,7 +109,6 @@ def fake_report(plain_peak: int | None = 1000 * 2**20) -> dict:
         plain_subset_seconds=4.0,
         max_abs_ap_difference=0.0,
     )
-    return build_report("cuda", "cuda (a GPU)", False, SIZES["cuda"], training, loader, evaluation)
 
 
 def test_report_ratios_come_from_the_measurements() -> None:
@@ -142,6 +150,38 @@ def test_the_training_benchmark_runs_the_stride_8_vgg16_step_on_a_cpu() -> None:
     assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1
 
 
+@pytest.mark.parametrize("mode", ["fast_rcnn", "faster_rcnn"])
+def test_the_training_benchmark_runs_the_supervised_detectors_step(mode: str) -> None:
+    work = TrainWork(device="cpu", scale=64, proposals=8, images=2, timed_passes=1, num_classes=3)
+    setup = TrainSetup(mode, plain=False, batch_size=2, detector=mode)
+    model = build_model(setup, work.num_classes)
+    assert isinstance(model, SupervisedDetector) and model.mode == mode
+    result = measure_training(setup, work)
+    assert result.images_per_s > 0 and len(result.pass_images_per_s) == 1
+
+
+def test_the_detector_rows_follow_the_refinement_rows() -> None:
+    setups = train_setups("cpu", batch_size=4)
+    assert [s.detector for s in setups[5:7]] == ["fast_rcnn", "faster_rcnn"]
+    assert all(s.detector is None for s in setups[:5] + setups[7:])
+
+
+def test_a_detector_row_is_compared_with_the_wsddn_step_not_taken_for_it() -> None:
+    wsddn = TrainSetup("wsl b=8 bf16", plain=False, batch_size=8, bf16=True)
+    detector = TrainSetup("fast_rcnn b=8 bf16", plain=False, batch_size=8, bf16=True,
+                          detector="fast_rcnn")  # fmt: skip
+    training = [
+        TrainResult(TrainSetup("plain b=1 fp32", plain=True), 10.0, [10.0], None),
+        TrainResult(wsddn, 40.0, [40.0], None),
+        TrainResult(detector, 30.0, [30.0], None),  # the last AlexNet row without refinement
+    ]
+    loader = LoaderResult(images_per_s=60.0, images=64, batch_size=8, num_workers=2)
+    report = build_report("cuda", "cuda", False, SIZES["cuda"], training, loader,
+                          fake_evaluation())  # fmt: skip
+    assert [row["vs_wsddn"] for row in report["training"]] == [None, None, 0.75]
+    assert report["data_loader"]["training_setup"] == "wsl b=8 bf16"
+
+
 def test_unknown_peak_memory_gives_no_ratio() -> None:
     report = fake_report(plain_peak=None)
     assert [row["memory_ratio"] for row in report["training"]] == [None] * 6
@@ -161,7 +201,9 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
     )
     report = json.loads(path.read_text())
     assert report["quick"] is True and report["device"] == "cpu"
-    plain, project, oicr, pcl, mist, stride_16, stride_8 = report["training"]
+    plain, project, oicr, pcl, mist, fast_rcnn, faster_rcnn, stride_16, stride_8 = report[
+        "training"
+    ]
     assert (plain["name"], project["name"]) == ("plain b=1 fp32", "wsl b=2 fp32")
     assert (oicr["name"], pcl["name"], mist["name"]) == (
         "oicr b=2 fp32", "pcl b=2 fp32", "mist b=2 fp32",
@@ -175,6 +217,13 @@ def test_quick_run_prints_the_tables_and_writes_the_json(tmp_path: Path) -> None
     )
     assert oicr["vs_wsddn"] == pytest.approx(oicr["images_per_s"] / project["images_per_s"])
     assert mist["vs_wsddn"] == pytest.approx(mist["images_per_s"] / project["images_per_s"])
+    assert (fast_rcnn["name"], faster_rcnn["name"]) == (
+        "fast_rcnn b=2 fp32",
+        "faster_rcnn b=2 fp32",
+    )
+    assert faster_rcnn["vs_wsddn"] == pytest.approx(
+        faster_rcnn["images_per_s"] / project["images_per_s"]
+    )
     assert project["speedup"] == pytest.approx(project["images_per_s"] / plain["images_per_s"])
     assert project["memory_ratio"] == pytest.approx(
         project["peak_memory_bytes"] / plain["peak_memory_bytes"]

@@ -62,13 +62,24 @@ def test_every_family_that_logs_histograms_is_checked() -> None:
     for name in EXPERIMENTS:
         cfg = _experiment(name)[0]
         if OmegaConf.select(cfg, "callbacks.histograms.layers") is not None:
-            net = cfg.model.net  # WSDDN, or WSDDN with a refinement head (OICR, PCL, MIST)
+            net = cfg.model.net  # WSDDN, with a refinement head (OICR, PCL, MIST), a detector
             head = OmegaConf.select(net, "refinement", default=None)
             families[name] = net._target_ if head is None else head.get("method", head._target_)
     assert {"wsddn_demo", "oicr_demo", "pcl_demo", "mist_demo", "wsddn_vgg16"} <= set(families)
     assert set(families.values()) == {
         "wsl.models.wsddn.WSDDN", "oicr", "pcl", "wsl.models.mist.MISTHeads",
+        "wsl.models.supervised.SupervisedDetector",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["fast_rcnn", "faster_rcnn"])
+def test_the_histogram_layers_of_wsl_retrains_default_exist(model: str) -> None:
+    overrides = ["ckpt_path=weak.ckpt", f"model={model}", "model.net.weights=none"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("retrain", overrides=overrides)
+    module = hydra.utils.instantiate(cfg.model, class_names=CLASSES)
+    layers = list(cfg.callbacks.histograms.layers)
+    assert {key.rsplit(".", 1)[0] for key in resolve_layers(module, layers)} == set(layers)
 
 
 def test_an_unknown_layer_names_the_key_and_close_valid_names() -> None:

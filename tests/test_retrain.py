@@ -36,9 +36,16 @@ def test_retrain_mines_pseudo_boxes_then_trains_and_tests_a_detector(
     assert summary["pseudo_boxes"] == sum(len(i.labels.classes) for i in images)
     assert summary["CorLoc"] == metrics["pseudo_CorLoc"]
     assert math.isfinite(metrics["det_mAP"]) and 0 <= metrics["det_mAP"] <= 1
-    assert json.loads((run / "metrics.json").read_text())["metrics"]["det_mAP"] == pytest.approx(
-        metrics["det_mAP"]
-    )
+    # metrics.json: the detector's test metrics with the pseudo boxes' CorLoc beside them
+    results = json.loads((run / "metrics.json").read_text())
+    assert results["metrics"]["det_mAP"] == pytest.approx(metrics["det_mAP"])
+    assert results["metrics"]["pseudo_CorLoc"] == summary["CorLoc"]
+    assert results["per_class"]["pseudo_CorLoc"] == summary["corloc_per_class"]
+    assert set(results["per_class"]["pseudo_CorLoc"]) == set(results["per_class"]["det_AP"])
+    # pictures of a seeded sample of the pseudo boxes (retrain.pictures: 8)
+    pictures = sorted((run / "pseudo_labels" / "pictures").glob("*.png"))
+    assert len(pictures) == min(8, len(images))
+    assert {p.stem for p in pictures} <= {i.image_id for i in images}
     # The detector's run: the weak run's data, this command's data.* on top, the pseudo boxes
     detector = RunCheckpoint.read(run / "checkpoints" / "last.ckpt")  # read checked
     assert detector.config.data.root == weak_data.root

@@ -33,15 +33,16 @@ def build_report(
     """Every measurement and the ratios derived from them, as plain JSON-able values
     (``device``: "cpu" or "cuda"; ``device_name``: what :func:`wsl.bench.describe_device` says).
 
-    Training ratios are against the first (plain) row, and for OICR, PCL and MIST also against the
-    project's WSDDN step (the last AlexNet row without refinement), which the loader is compared
-    with; the VGG16 stride-8 row is also compared with the stride-16 one (``vs_stride_16``).
+    Training ratios are against the first (plain) row, and for OICR, PCL, MIST and the
+    supervised detectors also against the project's WSDDN step (the last AlexNet WSDDN row
+    without refinement), which the loader is compared with; the VGG16 stride-8 row is also
+    compared with the stride-16 one (``vs_stride_16``).
     """
     plain = training[0]
     project = next(
         r
         for r in reversed(training)
-        if r.setup.refinement is None and r.setup.backbone == "alexnet"
+        if r.setup.refinement is None and r.setup.detector is None and r.setup.backbone == "alexnet"
     )
     stride_16 = next((r for r in training if r.setup.backbone == "vgg16"), None)
     loader_ratio = loader.images_per_s / project.images_per_s
@@ -60,7 +61,9 @@ def build_report(
                 "speedup": result.images_per_s / plain.images_per_s,
                 "memory_ratio": _ratio(result.peak_memory_bytes, plain.peak_memory_bytes),
                 "vs_wsddn": (
-                    result.images_per_s / project.images_per_s if result.setup.refinement else None
+                    result.images_per_s / project.images_per_s
+                    if result.setup.refinement or result.setup.detector
+                    else None
                 ),
                 "vs_stride_16": (
                     _ratio(result.images_per_s, stride_16.images_per_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from wsl.benchmarks.training import TrainSetup
+from wsl.models.supervised import MODES
 
 NUM_CLASSES = 20
 
@@ -48,8 +49,9 @@ SIZES = {
 
 def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
     """The plain baseline first, then the project's WSDDN step (its last row is the one the
-    loader is compared with), then OICR's, PCL's and MIST's step with the same options, then that
-    WSDDN step on VGG16 at stride 16 and at stride 8 (the OICR/PCL body)."""
+    loader is compared with), then OICR's, PCL's and MIST's step with the same options, then the
+    second stage's Fast R-CNN and Faster R-CNN step, then that WSDDN step on VGG16 at stride 16
+    and at stride 8 (the OICR/PCL body)."""
     plain = TrainSetup("plain b=1 fp32", plain=True)
     if device == "cpu":
         wsddn = [TrainSetup(f"wsl b={batch_size} fp32", plain=False, batch_size=batch_size)]
@@ -64,6 +66,9 @@ def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
         replace(project, name=project.name.replace("wsl", method, 1), refinement=method)
         for method in ("oicr", "pcl", "mist")
     ]
+    detectors = [
+        replace(project, name=project.name.replace("wsl", mode, 1), detector=mode) for mode in MODES
+    ]
     vgg16 = [
         replace(project, name=project.name.replace("wsl", "wsl vgg16 s16", 1), backbone="vgg16"),
         replace(
@@ -73,4 +78,4 @@ def train_setups(device: str, batch_size: int) -> list[TrainSetup]:
             freeze_blocks=2,
         ),
     ]
-    return [plain, *wsddn, *refinement, *vgg16]
+    return [plain, *wsddn, *refinement, *detectors, *vgg16]

@@ -49,7 +49,8 @@ def _training_lines(report: dict[str, Any]) -> list[str]:
     ]
     return [
         f"Training step: WSDDN AlexNet (VGG16 in the vgg16 rows: s16 stride 16, s8 stride 8 with "
-        f"conv1_x and conv2_x frozen), {NUM_CLASSES} classes, up to {sizes['proposals']} "
+        f"conv1_x and conv2_x frozen; fast_rcnn and faster_rcnn: the second stage's supervised "
+        f"detector on the same AlexNet), {NUM_CLASSES} classes, up to {sizes['proposals']} "
         f"proposals per image, shorter side {sizes['scale']}; {sizes['train_images']} images x "
         f"{sizes['timed_passes']} timed passes after a warm-up pass",
         *_table(

@@ -12,7 +12,13 @@ public ports, on random images and random valid proposals (fixed seed).
   float32), summed as the training module sums them; a setup's ``refinement`` adds that head
   (``REFINEMENT_HEADS``: OICR's, PCL's or MIST's streams) and its losses.
 
-Both train the same network (AlexNet, weights ``none``, same seed) with the WSDDN config's SGD.
+A setup with a ``detector`` (``fast_rcnn`` or ``faster_rcnn``) times the second stage's
+supervised detector instead (:class:`~wsl.models.supervised.SupervisedDetector` in that mode, on
+the same backbone): its targets are each image's first proposals, one per positive class, as
+ground-truth boxes of those classes; its step is the family's own too (torchvision's sampling,
+losses and, for ``faster_rcnn``, the RPN).
+
+All train the same network (AlexNet, weights ``none``, same seed) with the WSDDN config's SGD.
 A setup may name another ``backbone``: ``vgg16`` (stride 16, conv1 frozen as
 ``conf/model/wsddn.yaml``) or ``vgg16_dilated`` (stride 8, ``freeze_blocks=2``: conv1_x and
 conv2_x frozen, as ``experiment=oicr_vgg16`` and ``pcl_vgg16`` after the authors' code).
@@ -44,6 +50,8 @@ from torchvision.ops import roi_pool
 
 from wsl.benchmarks.memory import PeakMemory
 from wsl.data.datamodule import collate_padded
+from wsl.models.family import Family
+from wsl.models.supervised import MODES, SupervisedDetector
 from wsl.models.wsddn import EPS, WSDDN, wsddn_loss
 
 PORTRAIT_FRACTION = 0.3
@@ -71,6 +79,7 @@ class TrainSetup:
     refinement: str | None = None  # a REFINEMENT_HEADS key: WSDDN plus that head and its losses
     backbone: str = "alexnet"  # wsl.models.backbones.BACKBONES
     freeze_blocks: int = 0  # WSDDN(freeze_blocks=...): leading conv blocks kept fixed
+    detector: str | None = None  # a supervised.MODES mode: that detector instead of WSDDN
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,10 @@ def _batched_inputs(images: list[SyntheticImage], batch_size: int) -> list[dict[
             "proposals": i.proposals,
             "labels": i.labels,
             "label_weights": torch.ones_like(i.labels),
+            # the supervised detector's targets: a proposal per positive class
+            "gt_classes": i.labels.nonzero().squeeze(1),
+            "gt_boxes": i.proposals[: int(i.labels.sum())],
+            "input_size": tuple(i.image.shape[1:]),
         }
         for i in images
     ]
@@ -179,7 +192,7 @@ def _pinned(value: Any) -> Any:
 
 
 def _step_function(
-    setup: TrainSetup, model: WSDDN, optimizer: torch.optim.Optimizer, device: torch.device
+    setup: TrainSetup, model: Family, optimizer: torch.optim.Optimizer, device: torch.device
 ) -> Callable[[dict[str, Any]], None]:
     """One training step of ``setup`` on one input of its kind."""
 
@@ -201,7 +214,10 @@ def _step_function(
         batch = {
             **x,
             "image": images,
-            "proposals": [p.to(device, non_blocking=True) for p in x["proposals"]],
+            **{
+                key: [t.to(device, non_blocking=True) for t in x[key]]
+                for key in ("proposals", "gt_boxes", "gt_classes")
+            },
             "labels": x["labels"].to(device, non_blocking=True),
             "label_weights": x["label_weights"].to(device, non_blocking=True),
         }
@@ -210,6 +226,23 @@ def _step_function(
         update(sum(losses.values()))  # type: ignore[arg-type]
 
     return plain_step if setup.plain else wsl_step
+
+
+def build_model(setup: TrainSetup, num_classes: int) -> Family:
+    """The network ``setup`` trains: WSDDN (with its ``refinement`` head) or its ``detector``."""
+    if setup.detector is not None:
+        if setup.detector not in MODES:
+            raise ValueError(f"detector must be one of {list(MODES)}, got {setup.detector!r}")
+        return SupervisedDetector(
+            num_classes, mode=setup.detector, backbone=setup.backbone, weights="none",
+            freeze_blocks=setup.freeze_blocks,
+        )  # fmt: skip
+    refinement = None if setup.refinement is None else REFINEMENT_HEADS[setup.refinement]
+    return WSDDN(
+        num_classes, backbone=setup.backbone, weights="none",
+        freeze_blocks=setup.freeze_blocks, refinement=refinement,
+        mil_class_reduction="sum" if refinement is None else "mean",
+    )  # fmt: skip
 
 
 def measure_training(setup: TrainSetup, work: TrainWork) -> TrainResult:
@@ -228,13 +261,7 @@ def measure_training(setup: TrainSetup, work: TrainWork) -> TrainResult:
         inputs = _pinned(inputs)
     memory = PeakMemory(device)
     torch.manual_seed(work.seed)
-    refinement = None if setup.refinement is None else REFINEMENT_HEADS[setup.refinement]
-    model = WSDDN(
-        work.num_classes, backbone=setup.backbone, weights="none",
-        freeze_blocks=setup.freeze_blocks, refinement=refinement,
-        mil_class_reduction="sum" if refinement is None else "mean",
-    )  # fmt: skip
-    model = model.to(device).train()
+    model = build_model(setup, work.num_classes).to(device).train()
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]
