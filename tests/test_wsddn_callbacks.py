@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from visdom import Visdom
 
 from tests.support import compose_cfg, proposals_config
-from wsl.callbacks.box_pictures import GT_COLOUR, BoxPictures, box_picture
+from wsl.callbacks.box_pictures import BoxPictures, box_picture
 from wsl.callbacks.histograms import ParameterHistograms, resolve_layers
 from wsl.callbacks.periodic_evaluation import (
     PeriodicDetectionEvaluation,
@@ -29,7 +29,7 @@ from wsl.callbacks.periodic_evaluation import (
     run_in_eval_mode,
 )
 from wsl.data.datamodule import VOCProposalsDataModule
-from wsl.drawing import PALETTE
+from wsl.drawing import GT_COLOUR, PALETTE
 from wsl.loggers.visdom_logger import VisdomLogger
 from wsl.runtime.instantiate import instantiate_all
 

@@ -27,6 +27,8 @@ PALETTE = (
     "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
     "#808000", "#ffd8b1", "#000075", "#a9a9a9",
 )  # fmt: skip
+# Ground-truth boxes, drawn beside detections in their class colours.
+GT_COLOUR = "#ffffff"
 
 
 def enlarge(image: torch.Tensor, min_side: int) -> tuple[torch.Tensor, int]:

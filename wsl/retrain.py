@@ -39,7 +39,7 @@ from wsl.data.coco_pseudo_labels import PseudoLabelImage, write_coco_pseudo_labe
 from wsl.data.dataset import VOCDataset
 from wsl.data.images import read_rgb_tensor
 from wsl.detector import resolve_device
-from wsl.drawing import PALETTE, draw_boxes, save_png
+from wsl.drawing import GT_COLOUR, PALETTE, draw_boxes, save_png
 from wsl.evaluation.results_files import read_results, write_results
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.atomic import atomic_path
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 PSEUDO_LABELS_DIR = "pseudo_labels"
 SUMMARY_FILE = "summary.json"
 PICTURES_DIR = "pictures"
-GT_COLOUR = "#ffffff"
 
 
 def write_pictures(
@@ -65,6 +64,8 @@ def write_pictures(
 ) -> list[Path]:
     """``<directory>/<image id>.png`` for ``count`` of ``images`` (a seeded choice): the image
     on disk with its ground-truth boxes (white) and its pseudo boxes (class colour, score)."""
+    if count < 0:
+        raise SettingError(f"retrain.pictures={count}: give a number of images, 0 for none")
     records = {record.image_id: record for record in dataset.index.records}
     names = dataset.index.classes
     chosen = random.Random(seed).sample(images, min(count, len(images)))
@@ -158,7 +159,7 @@ def retrain(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
         train_cfg.data = data
         train_cfg.data.pseudo_labels = str(path)
     metrics = {**train(train_cfg), "pseudo_CorLoc": mined.corloc["CorLoc"]}
-    results = read_results(cfg.paths.output_dir)
+    results = read_results(cfg.paths.output_dir) if cfg.test else None
     if results is not None:  # tested: the pseudo boxes' CorLoc beside the detector's metrics
         per_class = {**results["per_class"], "pseudo_CorLoc": mined.corloc["corloc_per_class"]}
         write_results(cfg.paths.output_dir, {**results["metrics"], **metrics}, per_class)

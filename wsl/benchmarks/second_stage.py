@@ -8,8 +8,10 @@ images; an AlexNet trained with full labels on object-centric crops, conv1 froze
 seed: ``python -m wsl.train experiment=<method>_demo`` (default ``pcl``) for ``--epochs``
 epochs, tested on test; then ``python -m wsl.retrain experiment=fast_rcnn_demo`` on its
 checkpoint, from the same backbone with conv1 fixed (``freeze_blocks=1``), for
-``--detector-epochs`` epochs: it mines ``retrain.rule`` (``--rule``) pseudo boxes on trainval,
-trains and tests on test. Each in its own process.
+``--detector-epochs`` epochs of ``--detector-batch-size`` images per step (Fast R-CNN's two;
+``wsl.retrain`` keeps the weak run's data, the demos' batches of 8, unless told): it mines
+``retrain.rule`` (``--rule``) pseudo boxes on trainval, trains and tests on test. Each in its
+own process.
 
 Prints the mean ± std over the seeds of the weak model's test ``det_mAP``, the pseudo boxes'
 trainval CorLoc and the detector's test ``det_mAP``, and the detector's gain: the ratio of its
@@ -60,15 +62,16 @@ def weak_command(method: str, seed: int, root: Path, epochs: int, run_dir: Path,
     ]  # fmt: skip
 
 
-def detector_command(checkpoint: Path, seed: int, epochs: int, rule: str, run_dir: Path,
-                     weights: Path) -> list[str]:  # fmt: skip
+def detector_command(checkpoint: Path, seed: int, epochs: int, batch_size: int, rule: str,
+                     run_dir: Path, weights: Path) -> list[str]:  # fmt: skip
     """``wsl.retrain experiment=fast_rcnn_demo`` on the weak ``checkpoint``, from ``weights``
-    (conv1 fixed)."""
+    (conv1 fixed), ``batch_size`` images per step."""
     return [
         sys.executable, "-m", "wsl.retrain", "experiment=fast_rcnn_demo",
         f"ckpt_path={checkpoint}", f"retrain.rule.rule={rule}", f"trainer.max_epochs={epochs}",
-        "+trainer.limit_val_batches=0", f"seed={seed}", f"model.net.weights={weights}",
-        "model.net.freeze_blocks=1", *QUIET, f"hydra.run.dir={run_dir}",
+        f"data.batch_size={batch_size}", "+trainer.limit_val_batches=0", f"seed={seed}",
+        f"model.net.weights={weights}", "model.net.freeze_blocks=1", *QUIET,
+        f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
 
 
@@ -87,8 +90,10 @@ def one_seed(args: argparse.Namespace, seed: int, root: Path, weights: Path,
     weak_dir, detector_dir = workdir / f"weak_seed{seed}", workdir / f"detector_seed{seed}"
     weak = run(weak_command(args.method, seed, root, args.epochs, weak_dir, weights),
                f"{args.method} seed {seed}", weak_dir)  # fmt: skip
-    command = detector_command(weak_dir / "checkpoints" / "last.ckpt", seed,
-                               args.detector_epochs, args.rule, detector_dir, weights)  # fmt: skip
+    command = detector_command(
+        weak_dir / "checkpoints" / "last.ckpt", seed, args.detector_epochs,
+        args.detector_batch_size, args.rule, detector_dir, weights,
+    )  # fmt: skip
     detector = run(command, f"retrain seed {seed}", detector_dir)
     for directory in (weak_dir, detector_dir):
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
@@ -130,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--method", choices=METHODS, default="pcl", help="the weak model")
     parser.add_argument("--epochs", type=int, default=8, help="the weak model's epochs")
     parser.add_argument("--detector-epochs", type=int, default=8)
+    parser.add_argument(
+        "--detector-batch-size",
+        type=int,
+        default=2,
+        help="images per step (Fast R-CNN's 2; the weak demos' data has 8)",
+    )
     parser.add_argument("--rule", choices=RULES, default="top1", help="retrain.rule.rule")
     parser.add_argument(
         "--backbone-file",

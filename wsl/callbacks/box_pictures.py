@@ -33,12 +33,10 @@ from wsl.callbacks.periodic_evaluation import (
 )
 from wsl.data.dataset import VOCDataset
 from wsl.data.images import read_rgb_tensor
-from wsl.drawing import PALETTE, draw_boxes, save_png, side_by_side
+from wsl.drawing import GT_COLOUR, PALETTE, draw_boxes, save_png, side_by_side
 from wsl.loggers.images import log_image
 from wsl.runtime.names import contained_path
 from wsl.structures.detections import ImageDetections
-
-GT_COLOUR = "#ffffff"
 
 
 def top_box_per_class(
