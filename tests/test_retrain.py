@@ -8,13 +8,13 @@ import math
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import wsl
-from tests.support import CLASSES, compose_cfg
+from tests.support import CLASSES, compose_cfg, train_checkpoint
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.coco_pseudo_labels import read_coco_pseudo_labels
-from wsl.retrain import detector_data, retrain
+from wsl.retrain import detector_data, mine, other_backbone_note, retrain
 from wsl.runtime.settings import SettingError
 
 
@@ -70,3 +70,37 @@ def test_the_command_lines_data_keys_apply_to_the_weak_runs_data() -> None:
     for refused in ("data=voc_labels", "data/proposals=selective_search", "~data.classes"):
         with pytest.raises(SettingError, match=r"uses the weak run's data"):
             detector_data(weak, [refused])
+
+
+def test_a_line_says_when_the_detectors_trunk_is_not_the_weak_models() -> None:
+    def config(backbone: str | None) -> DictConfig:
+        return OmegaConf.create(
+            {"model": {"net": {} if backbone is None else {"backbone": backbone}}}
+        )
+
+    assert other_backbone_note(config("vgg16"), config("alexnet")) == (
+        "the detector's backbone is vgg16 (model.net.backbone), the weak model's alexnet: "
+        "model.net.backbone=alexnet trains the detector on the weak model's trunk"
+    )
+    assert other_backbone_note(config("alexnet"), config("alexnet")) is None
+    assert other_backbone_note(config("vgg16"), config(None)) is None  # the Localizer has none
+
+
+def test_the_pseudo_boxes_do_not_depend_on_the_batch_size(
+    generated_root: Path, tmp_path: Path
+) -> None:
+    """Mined one image per forward pass (retrain.batch_size=1), whatever data.batch_size is;
+    mined in batches, the zero padding to the largest image moves WSDDN's boxes."""
+    checkpoint = train_checkpoint(generated_root, tmp_path / "weak", "experiment=wsddn_demo")
+    weak = RunCheckpoint.read(checkpoint)
+
+    def mined(data_batch_size: int, mining_batch_size: int) -> list[list[list[float]]]:
+        run = tmp_path / f"data{data_batch_size}_mining{mining_batch_size}"
+        overrides = [f"ckpt_path={checkpoint}", f"retrain.batch_size={mining_batch_size}"]
+        data = detector_data(weak.config.data, [f"data.batch_size={data_batch_size}"])
+        path, _ = mine(compose_cfg("retrain", overrides, run), weak, data)
+        return [image.labels.boxes.tolist() for image in read_coco_pseudo_labels(path, CLASSES)]
+
+    one_at_a_time = mined(8, 1)
+    assert mined(3, 1) == one_at_a_time
+    assert mined(8, 8) != one_at_a_time

@@ -2,7 +2,10 @@
 second stage of weakly supervised detection.
 
 1. The weak model (any family, read checked: :class:`~wsl.checkpoint.RunCheckpoint`) detects
-   every image of ``data.train_split`` as its test does; ``retrain.rule`` keeps pseudo boxes of
+   every image of ``data.train_split`` as its test does, ``retrain.batch_size`` images per
+   forward pass (1, as OICR's ``test_train.py``: in a batch, images are zero-padded to the
+   largest one, which moves every score a little, since a trunk's receptive field reaches the
+   padding, and so which box comes first); ``retrain.rule`` keeps pseudo boxes of
    each image's labelled classes (:mod:`wsl.training.pseudo_label_mining`). They are written to
    ``<run dir>/pseudo_labels/<split>.json`` (COCO format, :mod:`wsl.data.coco_pseudo_labels`)
    with ``summary.json``: their counts and their CorLoc against that split's ground truth, the
@@ -16,7 +19,8 @@ second stage of weakly supervised detection.
 
 The data is the weak run's, from its checkpoint (root, splits, transforms, proposals), with this
 command's ``data.*`` overrides on top. The detector starts from the backbone ``model.net`` names
-(ImageNet by default), not from the weak model's weights.
+(VGG16 from ImageNet by default; a line says so when the weak model's trunk was another), not
+from the weak model's weights, as the papers' Fast R-CNN starts from ImageNet.
 """
 
 from __future__ import annotations
@@ -88,6 +92,18 @@ def write_pictures(
     return paths
 
 
+def other_backbone_note(cfg: DictConfig, weak_config: DictConfig) -> str | None:
+    """A line saying that the detector's ``model.net.backbone`` is not the weak model's, and how
+    to follow the weak one; ``None`` when they are the same or either has none."""
+    backbone, weak = (OmegaConf.select(c, "model.net.backbone") for c in (cfg, weak_config))
+    if backbone is None or weak is None or backbone == weak:
+        return None
+    return (
+        f"the detector's backbone is {backbone} (model.net.backbone), the weak model's {weak}: "
+        f"model.net.backbone={weak} trains the detector on the weak model's trunk"
+    )
+
+
 def detector_data(weak_data: DictConfig, overrides: list[str]) -> DictConfig:
     """The weak run's data config with the command line's ``data.*`` ``overrides`` on top
     (``data.key=value``, ``+data.key=value`` or ``++data.key=value``). Choosing another data
@@ -115,6 +131,7 @@ def mine(cfg: DictConfig, weak: RunCheckpoint, data: DictConfig) -> tuple[Path, 
     mining_data = data.copy()
     with open_dict(mining_data):
         mining_data.test_split = split
+        mining_data.batch_size = cfg.retrain.batch_size  # 1: no image is padded to another's size
         mining_data.pseudo_labels = None
         # labelled in the weak model's class order (data.classes may list them otherwise)
         match_classes(mining_data, cfg.ckpt_path, weak.class_names)
@@ -152,6 +169,9 @@ def retrain(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     data = detector_data(weak.config.data, overrides or [])
     with run_dir_lock(cfg.paths.output_dir):
         path, mined = mine(cfg, weak, data)
+    note = other_backbone_note(cfg, weak.config)
+    if note is not None:
+        log.info(note)
     train_cfg = cfg.copy()
     with open_dict(train_cfg):
         del train_cfg.retrain
