@@ -14,6 +14,8 @@ import wsl
 from tests.support import CLASSES, compose_cfg, train_checkpoint
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.coco_pseudo_labels import read_coco_pseudo_labels
+from wsl.evaluate import evaluate
+from wsl.predict import predict
 from wsl.retrain import detector_data, mine, other_backbone_note, retrain
 from wsl.runtime.settings import SettingError
 
@@ -52,11 +54,19 @@ def test_retrain_mines_pseudo_boxes_then_trains_and_tests_a_detector(
     assert detector.config.data.batch_size == 4 != weak_data.batch_size
     assert detector.config.data.pseudo_labels == str(pseudo)
     assert detector.config.model.net._target_ == "wsl.models.supervised.SupervisedDetector"
-    # and wsl.load takes it as any family's checkpoint
+    # and wsl.load, wsl.evaluate and wsl.predict take it as any family's checkpoint
+    checkpoint = run / "checkpoints" / "last.ckpt"
     image = generated_root / "VOCdevkit" / "VOC2007" / "JPEGImages" / f"{images[0].image_id}.jpg"
-    loaded = wsl.load(run / "checkpoints" / "last.ckpt", device="cpu", score_threshold=0.0)
+    loaded = wsl.load(checkpoint, device="cpu", score_threshold=0.0)
     [found] = loaded.detect(str(image))
     assert found.boxes.shape[1] == 4 and len(found.scores) == len(found.classes)
+    test_split = detector.config.data.test_split
+    evaluate_overrides = [f"ckpt_path={checkpoint}", f"data.split={test_split}", "logger=none"]
+    evaluated = evaluate(compose_cfg("evaluate", evaluate_overrides, tmp_path / "evaluate"))
+    assert evaluated["metrics"]["det_mAP"] == pytest.approx(metrics["det_mAP"], abs=1e-6)
+    predict_overrides = [f"ckpt_path={checkpoint}", f"input={image}", "score_threshold=0"]
+    predicted = predict(compose_cfg("predict", predict_overrides, tmp_path / "predict"))
+    assert set(predicted["images"]) == {image.name}
 
 
 def test_the_command_lines_data_keys_apply_to_the_weak_runs_data() -> None:
