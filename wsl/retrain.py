@@ -8,8 +8,8 @@ second stage of weakly supervised detection.
    padding, and so which box comes first); ``retrain.rule`` keeps pseudo boxes of
    each image's labelled classes (:mod:`wsl.training.pseudo_label_mining`). They are written to
    ``<run dir>/pseudo_labels/<split>.json`` (COCO format, :mod:`wsl.data.coco_pseudo_labels`)
-   with ``summary.json``: their counts and their CorLoc against that split's ground truth, the
-   bound of what the detector can learn from them; and ``pictures/<image id>.png`` of
+   with ``summary.json``: their counts and their CorLoc against that split's ground truth (how
+   right the detector's teacher is); and ``pictures/<image id>.png`` of
    ``retrain.pictures`` images drawn with a seeded choice: ground truth white, pseudo boxes in
    their class colour with their scores.
 2. The supervised detector (``model``) trains on them (``data.pseudo_labels``) and is tested,

@@ -3,7 +3,7 @@ second stage (issue 18): each image's detections (:meth:`WSLModule.detect`, ever
 the test makes them) turned into pseudo boxes by a rule (:class:`PseudoLabelRule`: ``top1``,
 OICR's ``lib/fast_rcnn/test_train.py``; ``pgf``, SoS-WSOD's ``tools/pgf.py``) for the classes of
 its image-level labels, and the CorLoc of those pseudo boxes against the split's ground truth:
-it bounds what a detector trained on them can learn.
+how right the detector's teacher is.
 """
 
 from __future__ import annotations
