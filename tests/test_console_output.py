@@ -165,7 +165,9 @@ def test_help_starts_with_the_projects_own() -> None:
     text = result.stdout
     assert text.startswith("wsl: weakly supervised object localization")
     assert text.index("python -m wsl.predict ckpt_path=") < text.index("== Configuration groups ==")
-    assert "experiment: localizer, localizer_demo" in text  # Hydra's list follows
+    # Hydra's list follows, one line per group
+    [experiments] = [line for line in text.splitlines() if line.startswith("experiment: ")]
+    assert {"localizer", "localizer_demo", "fast_rcnn_demo"} <= set(experiments[12:].split(", "))
 
 
 def test_make_help_shows_values() -> None:

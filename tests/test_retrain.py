@@ -101,7 +101,10 @@ def test_the_pseudo_boxes_do_not_depend_on_the_batch_size(
 ) -> None:
     """Mined one image per forward pass (retrain.batch_size=1), whatever data.batch_size is;
     mined in batches, the zero padding to the largest image moves WSDDN's boxes."""
-    checkpoint = train_checkpoint(generated_root, tmp_path / "weak", "experiment=wsddn_demo")
+    checkpoint = train_checkpoint(
+        generated_root, tmp_path / "weak", "experiment=wsddn_demo",
+        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0",
+    )  # fmt: skip
     weak = RunCheckpoint.read(checkpoint)
 
     def mined(data_batch_size: int, mining_batch_size: int) -> list[list[list[float]]]:
