@@ -117,3 +117,9 @@ def test_the_pseudo_boxes_do_not_depend_on_the_batch_size(
     one_at_a_time = mined(8, 1)
     assert mined(3, 1) == one_at_a_time
     assert mined(8, 8) != one_at_a_time
+
+
+def test_a_negative_number_of_pictures_is_refused_before_any_work(tmp_path: Path) -> None:
+    overrides = ["ckpt_path=nowhere.ckpt", "retrain.pictures=-1"]
+    with pytest.raises(SettingError, match=r"retrain.pictures=-1: give a count, 0 for none"):
+        retrain(compose_cfg("retrain", overrides, tmp_path / "run"), overrides)

@@ -68,8 +68,6 @@ def write_pictures(
 ) -> list[Path]:
     """``<directory>/<image id>.png`` for ``count`` of ``images`` (a seeded choice): the image
     on disk with its ground-truth boxes (white) and its pseudo boxes (class colour, score)."""
-    if count < 0:
-        raise SettingError(f"retrain.pictures={count}: give a number of images, 0 for none")
     records = {record.image_id: record for record in dataset.index.records}
     names = dataset.index.classes
     chosen = random.Random(seed).sample(images, min(count, len(images)))
@@ -165,6 +163,8 @@ def retrain(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, An
     (its ``data.*`` apply to the weak run's data). Returns the detector's final metrics with
     ``pseudo_CorLoc``."""
     ensure_writable(cfg.paths.output_dir)
+    if cfg.retrain.pictures < 0:
+        raise SettingError(f"retrain.pictures={cfg.retrain.pictures}: give a count, 0 for none")
     weak = RunCheckpoint.read(cfg.ckpt_path)
     data = detector_data(weak.config.data, overrides or [])
     with run_dir_lock(cfg.paths.output_dir):
