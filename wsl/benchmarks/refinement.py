@@ -152,15 +152,9 @@ def table(summary: dict[str, dict[str, Any]], num_seeds: int, epochs: int) -> st
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds 1..N per method")
-    parser.add_argument("--epochs", type=int, default=8, help="the budget; also run to twice it")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--backbone", choices=BACKBONES, default="crops")
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generated data set's, the crop backbone's and the work folder's options, shared by
+    this benchmark and :mod:`wsl.benchmarks.second_stage`."""
     parser.add_argument(
         "--backbone-file",
         type=Path,
@@ -173,20 +167,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--difficulty", choices=DIFFICULTIES, default="parts")
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="data and runs (default: temp)")
+
+
+def generate_data(args: argparse.Namespace, workdir: Path) -> Path:
+    """The generated data set of :func:`add_data_arguments`' options, in ``workdir/data``."""
+    root = workdir / "data"
+    generate_voc(
+        root, seed=args.data_seed, num_trainval=args.trainval, num_test=args.test,
+        difficulty=args.difficulty, proposals_per_image=args.proposals,
+    )  # fmt: skip
+    return root
+
+
+def crop_backbone(args: argparse.Namespace, workdir: Path) -> Path:
+    """``--backbone-file``, or the crop backbone trained once into ``workdir/backbone``."""
+    weights = args.backbone_file or workdir / "backbone" / "alexnet_crops.pt"
+    if not weights.is_file():
+        save_backbone(*train_backbone(difficulty=args.difficulty), weights)
+    return weights
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 1..N per method")
+    parser.add_argument("--epochs", type=int, default=8, help="the budget; also run to twice it")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--backbone", choices=BACKBONES, default="crops")
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("refinement.json"))
     args = parser.parse_args(argv)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="wsl_refinement_") as temp:
         workdir = args.workdir or Path(temp)
-        root = workdir / "data"
-        generate_voc(
-            root, seed=args.data_seed, num_trainval=args.trainval, num_test=args.test,
-            difficulty=args.difficulty, proposals_per_image=args.proposals,
-        )  # fmt: skip
-        weights = None
-        if args.backbone == "crops":
-            weights = args.backbone_file or workdir / "backbone" / "alexnet_crops.pt"
-            if not weights.is_file():
-                save_backbone(*train_backbone(difficulty=args.difficulty), weights)
+        root = generate_data(args, workdir)
+        weights = crop_backbone(args, workdir) if args.backbone == "crops" else None
         budgets = (args.epochs, 2 * args.epochs)
         runs: dict[int, dict[str, list[dict[str, float]]]] = {
             b: {m: [] for m in args.methods} for b in budgets

@@ -32,10 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsl.benchmarks.crop_backbone import save_backbone, train_backbone
-from wsl.benchmarks.refinement import METHODS, mean_std
-from wsl.data.generate import generate_voc
-from wsl.data.generated_images import DIFFICULTIES
+from wsl.benchmarks.refinement import (
+    METHODS,
+    add_data_arguments,
+    crop_backbone,
+    generate_data,
+    mean_std,
+)
 from wsl.evaluation.results_files import read_results
 from wsl.pseudo_labels.mining import RULES
 from wsl.runtime.atomic import atomic_path
@@ -142,30 +145,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="images per step (Fast R-CNN's 2; the weak demos' data has 8)",
     )
     parser.add_argument("--rule", choices=RULES, default="top1", help="retrain.rule.rule")
-    parser.add_argument(
-        "--backbone-file",
-        type=Path,
-        default=None,
-        help="a crop_backbone state dict (default: trained into --workdir)",
-    )
-    parser.add_argument("--trainval", type=int, default=96, help="generated trainval images")
-    parser.add_argument("--test", type=int, default=64, help="generated test images")
-    parser.add_argument("--proposals", type=int, default=50, help="generated proposals per image")
-    parser.add_argument("--difficulty", choices=DIFFICULTIES, default="parts")
-    parser.add_argument("--data-seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=None, help="data and runs (default: temp)")
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("second_stage.json"))
     args = parser.parse_args(argv)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="wsl_second_stage_") as temp:
         workdir = args.workdir or Path(temp)
-        root = workdir / "data"
-        generate_voc(
-            root, seed=args.data_seed, num_trainval=args.trainval, num_test=args.test,
-            difficulty=args.difficulty, proposals_per_image=args.proposals,
-        )  # fmt: skip
-        weights = args.backbone_file or workdir / "backbone" / "alexnet_crops.pt"
-        if not weights.is_file():
-            save_backbone(*train_backbone(difficulty=args.difficulty), weights)
+        root = generate_data(args, workdir)
+        weights = crop_backbone(args, workdir)
         runs = []
         for seed in range(1, args.seeds + 1):
             runs.append(one_seed(args, seed, root, weights, workdir))
