@@ -121,7 +121,8 @@ def summarise(runs: Sequence[dict[str, float]]) -> dict[str, list[float]]:
 
 def table(summary: dict[str, list[float]], method: str, num_seeds: int) -> str:
     """A Markdown row per quantity: mean ± std over the seeds (the gain: ± standard error)."""
-    lines = [f"| {method} → Fast R-CNN ({num_seeds} seeds) | mean ± std |", "|---|---|"]
+    seeds = f"{num_seeds} seed{'s' if num_seeds != 1 else ''}"
+    lines = [f"| {method} → Fast R-CNN ({seeds}) | mean ± std |", "|---|---|"]
     lines += [f"| {header} | {summary[n][0]:.3f} ± {summary[n][1]:.3f} |"
               for n, header in REPORTED.items()]  # fmt: skip
     gain = summary["gain"]
