@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from wsl.callbacks.box_pictures import truth_and_boxes_picture
 from wsl.checkpoint import RunCheckpoint
 from wsl.data.class_order import match_classes
 from wsl.data.coco_pseudo_labels import PseudoLabelImage, write_coco_pseudo_labels
 from wsl.data.dataset import VOCDataset
 from wsl.data.images import read_rgb_tensor
 from wsl.detector import resolve_device
-from wsl.drawing import GT_COLOUR, PALETTE, draw_boxes, save_png
+from wsl.drawing import save_png
 from wsl.evaluation.results_files import read_results, write_results
 from wsl.reporting.run_report import report_finished_run
 from wsl.runtime.atomic import atomic_path
@@ -76,15 +76,14 @@ def write_pictures(
     for image in chosen:
         record = records[image.image_id]
         truth, pseudo = record.annotation, image.labels
-        boxes = np.concatenate([truth.boxes(), pseudo.boxes]).reshape(-1, 4)
-        labels = [o.name for o in truth.objects]
-        scored = zip(pseudo.classes, pseudo.scores, strict=True)
-        labels += [f"{names[c]} {score:.2f}" for c, score in scored]
-        colours = [GT_COLOUR] * len(truth.objects)
-        colours += [PALETTE[c % len(PALETTE)] for c in pseudo.classes]
-        picture = draw_boxes(
-            read_rgb_tensor(record.image_path), torch.from_numpy(boxes), labels, colours
-        )
+        boxes = [
+            (int(c), torch.from_numpy(box), float(score))
+            for c, box, score in zip(pseudo.classes, pseudo.boxes, pseudo.scores, strict=True)
+        ]
+        picture = truth_and_boxes_picture(
+            read_rgb_tensor(record.image_path), torch.from_numpy(truth.boxes()),
+            truth.class_indices(names).tolist(), boxes, names,
+        )  # fmt: skip
         # the image id comes from the data set's files: kept inside the pictures' folder
         paths.append(save_png(picture, contained_path(directory, f"{image.image_id}.png")))
     return paths

@@ -54,6 +54,24 @@ def top_box_per_class(
     return best
 
 
+def truth_and_boxes_picture(
+    image: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Sequence[int],
+    boxes: Sequence[tuple[int, Tensor, float]],
+    class_names: Sequence[str],
+) -> Tensor:
+    """The ``uint8`` ``3xHxW`` image with its GT boxes (white, class name) and ``boxes``
+    (``(class, box, score)``: class colour, name and score; drawn last, on top); small images
+    are enlarged as in ``draw_boxes``. The box pictures and ``wsl.retrain``'s pseudo-box
+    pictures."""
+    drawn = [gt_boxes.float().reshape(-1, 4), *(box[None].float() for _, box, _ in boxes)]
+    labels = [class_names[c] for c in gt_classes]
+    labels += [f"{class_names[c]} {score:.3g}" for c, _, score in boxes]
+    colours = [GT_COLOUR] * len(gt_classes) + [PALETTE[c % len(PALETTE)] for c, _, _ in boxes]
+    return draw_boxes(image, torch.cat(drawn), labels=labels, colors=colours)
+
+
 def box_picture(
     image: Tensor,
     gt_boxes: Tensor,
@@ -62,14 +80,10 @@ def box_picture(
     class_names: Sequence[str],
 ) -> Tensor:
     """The ``uint8`` ``3xHxW`` image with its GT boxes and the top detection of each GT class
-    (detections drawn last, on top); small images are enlarged as in ``draw_boxes``."""
+    (:func:`truth_and_boxes_picture`)."""
     present = sorted(set(gt_classes.tolist()))
     top = top_box_per_class(*(t.detach().cpu() for t in detections), present)
-    boxes = torch.cat([gt_boxes.float().reshape(-1, 4), *(box[None].float() for _, box, _ in top)])
-    labels = [class_names[c] for c in gt_classes.tolist()]
-    labels += [f"{class_names[c]} {score:.3g}" for c, _, score in top]
-    colours = [GT_COLOUR] * len(gt_classes) + [PALETTE[c % len(PALETTE)] for c, _, _ in top]
-    return draw_boxes(image, boxes, labels=labels, colors=colours)
+    return truth_and_boxes_picture(image, gt_boxes, gt_classes.tolist(), top, class_names)
 
 
 class BoxPictures(pl.Callback):
