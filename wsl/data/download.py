@@ -1,7 +1,14 @@
-"""Download PASCAL VOC 2007 and its region proposals, verified (and extracted).
+"""Download PASCAL VOC 2007 and 2012 and VOC 2007's region proposals, verified and extracted.
 
 ``python -m wsl.data.download voc2007 --root DIR`` leaves ``DIR/VOCdevkit/VOC2007/...``
 (trainval and test) and ``DIR/selective_search_data/voc_2007_{trainval,test}.mat``;
+``python -m wsl.data.download voc2012 --root DIR`` leaves ``DIR/VOCdevkit/VOC2012/...``
+(trainval only) beside ``DIR/VOCdevkit/VOC2007``, which it leaves as it is, so that one root
+holds both years (for 07+12 training). The VOC 2012 test set is not publicly downloadable:
+its images come from the evaluation server after registration and its annotations were never
+published, so there is nothing to download for it here. Both years go through the same code
+(:func:`_download_voc`), and each checks that ``VOCdevkit/VOC<year>`` has ``JPEGImages``,
+``Annotations`` and ``ImageSets/Main`` once its archives are extracted.
 ``python -m wsl.data.download voc2007-edgeboxes --root DIR`` leaves WSDDN's EdgeBoxes
 ``DIR/edgeboxes/EdgeBoxesVOC2007{trainval,test}.mat`` and ``DIR/edgeboxes/``
 :data:`~wsl.data.manifest.MANIFEST_NAME`.
@@ -56,6 +63,9 @@ from wsl.data.proposal_mat import read_proposal_mat
 from wsl.runtime.atomic import atomic_path
 
 VOC_BASE_URL = DATASET_YEAR_DICT["2007"]["url"].rsplit("/", 1)[0]
+VOC2012_BASE_URL = DATASET_YEAR_DICT["2012"]["url"].rsplit("/", 1)[0]
+# What VOCdevkit/VOC<year> holds once a year's archives are extracted.
+VOC_LAYOUT = ("JPEGImages", "Annotations", "ImageSets/Main")
 # From rbgirshick/fast-rcnn, data/scripts/fetch_selective_search_data.sh.
 PROPOSALS_BASE_URL = "https://dl.dropboxusercontent.com/s/orrt7o6bp6ae0tc"
 PROPOSALS_FILENAME = "selective_search_data.tgz"
@@ -92,15 +102,7 @@ def voc2007_archives(
 
     A base URL replaces everything before the file name of the original URL (for mirrors).
     """
-    archives = [
-        Archive(
-            url=f"{voc_base_url.rstrip('/')}/{entry['filename']}",
-            filename=entry["filename"],
-            md5=entry["md5"],
-            extracts_to=entry["base_dir"],
-        )
-        for entry in (DATASET_YEAR_DICT["2007"], DATASET_YEAR_DICT["2007-test"])
-    ]
+    archives = [_voc_archive("2007", voc_base_url), _voc_archive("2007-test", voc_base_url)]
     if proposals:
         archives.append(
             Archive(
@@ -111,6 +113,25 @@ def voc2007_archives(
             )
         )
     return archives
+
+
+def voc2012_archives(voc_base_url: str = VOC2012_BASE_URL) -> list[Archive]:
+    """The VOC 2012 trainval tar (the test set is not publicly downloadable).
+
+    A base URL replaces everything before the file name of the original URL (for mirrors).
+    """
+    return [_voc_archive("2012", voc_base_url)]
+
+
+def _voc_archive(key: str, voc_base_url: str) -> Archive:
+    """The archive ``DATASET_YEAR_DICT[key]`` of torchvision, fetched from ``voc_base_url``."""
+    entry = DATASET_YEAR_DICT[key]
+    return Archive(
+        url=f"{voc_base_url.rstrip('/')}/{entry['filename']}",
+        filename=entry["filename"],
+        md5=entry["md5"],
+        extracts_to=entry["base_dir"],
+    )
 
 
 def _stream(url: str, part: Path, desc: str) -> None:
@@ -312,16 +333,66 @@ def download_voc2007(
     ``md5_overrides`` maps an archive's file name to the MD5 to expect instead of the known
     one (for tests and private mirrors serving other files; never needed for the real data).
     """
+    return _download_voc(
+        root,
+        "VOCdevkit/VOC2007",
+        voc2007_archives(voc_base_url, proposals_base_url, proposals),
+        known=voc2007_archives(),
+        md5_overrides=md5_overrides,
+    )
+
+
+def download_voc2012(
+    root: str | Path,
+    voc_base_url: str = VOC2012_BASE_URL,
+    md5_overrides: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Fetch the VOC 2012 trainval tar (:func:`voc2012_archives`) into ``root``.
+
+    Returns ``[root / "VOCdevkit/VOC2012"]``; a ``VOCdevkit/VOC2007`` already in ``root`` is
+    left as it is. ``md5_overrides`` is as for :func:`download_voc2007`.
+    """
+    return _download_voc(
+        root,
+        "VOCdevkit/VOC2012",
+        voc2012_archives(voc_base_url),
+        known=voc2012_archives(),
+        md5_overrides=md5_overrides,
+    )
+
+
+def _download_voc(
+    root: str | Path,
+    devkit: str,
+    archives: Sequence[Archive],
+    known: Sequence[Archive],
+    md5_overrides: Mapping[str, str] | None,
+) -> list[Path]:
+    """Fetch ``archives`` into ``root`` with ``md5_overrides``; return what they extract to.
+
+    An override must name one of the ``known`` archives (a :class:`ValueError` otherwise, before
+    anything is downloaded). Once all are extracted, ``root / devkit`` must hold
+    :data:`VOC_LAYOUT` (a :class:`DataError` naming the first missing folder otherwise).
+    """
     overrides = dict(md5_overrides or {})
-    known = [archive.filename for archive in voc2007_archives()]
-    unknown = set(overrides) - set(known)
+    names = [archive.filename for archive in known]
+    unknown = set(overrides) - set(names)
     if unknown:
-        raise ValueError(f"MD5 given for unknown archive(s) {sorted(unknown)}; known: {known}")
-    archives = voc2007_archives(voc_base_url, proposals_base_url, proposals)
-    return [
+        raise ValueError(f"MD5 given for unknown archive(s) {sorted(unknown)}; known: {names}")
+    paths = [
         fetch(replace(archive, md5=overrides.get(archive.filename, archive.md5)), root)
         for archive in archives
     ]
+    folder = Path(root) / devkit
+    for sub in VOC_LAYOUT:
+        if not (folder / sub).is_dir():
+            extracted = ", ".join(a.filename for a in archives if a.extracts_to == devkit)
+            raise DataError(
+                folder,
+                f"has no {sub} after extracting {extracted}; is it the right archive? Delete "
+                "it and its .extracted marker and run again",
+            )
+    return paths
 
 
 def check_edgeboxes(path: Path) -> int:
@@ -389,7 +460,7 @@ def _md5_override(text: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m wsl.data.download voc2007|voc2007-edgeboxes --root DIR``.
+    """Command line: ``python -m wsl.data.download voc2007|voc2012|voc2007-edgeboxes --root DIR``.
 
     Returns the exit code.
     """
@@ -398,18 +469,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "dataset",
-        choices=["voc2007", "voc2007-edgeboxes"],
-        help="voc2007: the images, annotations and selective search; voc2007-edgeboxes: "
-        f"WSDDN's EdgeBoxes proposals (into ROOT/{EDGEBOXES_DIR})",
+        choices=["voc2007", "voc2012", "voc2007-edgeboxes"],
+        help="voc2007: the trainval and test images, annotations and selective search; "
+        "voc2012: the trainval images and annotations, into ROOT/VOCdevkit/VOC2012 beside "
+        "VOC2007 (the VOC 2012 test set is not publicly downloadable: its images come from the "
+        "evaluation server after registration and it has no public annotations); "
+        f"voc2007-edgeboxes: WSDDN's EdgeBoxes proposals (into ROOT/{EDGEBOXES_DIR})",
     )
     parser.add_argument("--root", required=True, type=Path, help="folder to download into")
     parser.add_argument(
-        "--voc-base-url", default=VOC_BASE_URL, help="URL of the folder holding the VOC tars"
+        "--voc-base-url",
+        help=f"URL of the folder holding the VOC tars (default: {VOC_BASE_URL} for voc2007, "
+        f"{VOC2012_BASE_URL} for voc2012)",
     )
     parser.add_argument(
         "--proposals-base-url",
         default=PROPOSALS_BASE_URL,
-        help=f"URL of the folder holding {PROPOSALS_FILENAME}",
+        help=f"URL of the folder holding {PROPOSALS_FILENAME} (voc2007 only)",
     )
     parser.add_argument(
         "--edgeboxes-base-url",
@@ -420,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-proposals",
         dest="proposals",
         action="store_false",
-        help="skip the selective-search proposals",
+        help="skip the selective-search proposals (voc2007 only)",
     )
     parser.add_argument(
         "--md5",
@@ -428,17 +504,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="FILENAME=HEX",
-        help="expect this MD5 for an archive instead of the known one (for tests and private "
-        "mirrors; never needed for the real data)",
+        help="expect this MD5 for an archive instead of the known one (voc2007 and voc2012; "
+        "for tests and private mirrors; never needed for the real data)",
     )
     args = parser.parse_args(argv)
+    if args.dataset == "voc2012" and (
+        args.proposals_base_url != PROPOSALS_BASE_URL or not args.proposals
+    ):
+        parser.error("--proposals-base-url and --no-proposals apply to voc2007 only")
     try:
         if args.dataset == "voc2007-edgeboxes":
             paths = download_edgeboxes(args.root, args.edgeboxes_base_url)
+        elif args.dataset == "voc2012":
+            paths = download_voc2012(
+                args.root, args.voc_base_url or VOC2012_BASE_URL, dict(args.md5)
+            )
         else:
             paths = download_voc2007(
                 args.root,
-                args.voc_base_url,
+                args.voc_base_url or VOC_BASE_URL,
                 args.proposals_base_url,
                 args.proposals,
                 dict(args.md5),
