@@ -44,6 +44,7 @@ import numpy as np
 from wsl.data.bad_input import DataError
 from wsl.runtime.atomic import atomic_path
 from wsl.runtime.names import name_problem
+from wsl.structures.boxes import coco_bbox, inclusive_boxes
 from wsl.structures.detections import ImageDetections
 
 IMAGE_SUFFIX = ".jpg"
@@ -58,18 +59,6 @@ class PseudoLabelImage(NamedTuple):
     width: int
     height: int
     labels: ImageDetections
-
-
-def coco_bbox(boxes: np.ndarray) -> np.ndarray:
-    """0-based inclusive ``x1, y1, x2, y2`` boxes ``(K, 4)`` -> COCO ``[x, y, w, h]``."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], axis=1)
-
-
-def inclusive_boxes(bboxes: np.ndarray) -> np.ndarray:
-    """COCO ``[x, y, w, h]`` boxes ``(K, 4)`` -> 0-based inclusive ``x1, y1, x2, y2``."""
-    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([bboxes[:, :2], bboxes[:, :2] + bboxes[:, 2:] - 1], axis=1)
 
 
 def _box_problem(bbox: Sequence[float], width: int, height: int) -> str | None:

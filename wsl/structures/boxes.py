@@ -56,6 +56,19 @@ def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
     return torch.stack([width - 1 - x2, y1, width - 1 - x1, y2], dim=1)
 
 
+def coco_bbox(boxes: np.ndarray) -> np.ndarray:
+    """0-based inclusive ``x1, y1, x2, y2`` boxes ``(K, 4)`` -> COCO ``[x, y, w, h]``
+    (``w = x2 - x1 + 1``: COCO's boxes are continuous, so the pixel grid's +1)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1], axis=1)
+
+
+def inclusive_boxes(bboxes: np.ndarray) -> np.ndarray:
+    """COCO ``[x, y, w, h]`` boxes ``(K, 4)`` -> 0-based inclusive ``x1, y1, x2, y2``."""
+    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([bboxes[:, :2], bboxes[:, :2] + bboxes[:, 2:] - 1], axis=1)
+
+
 def voc_area(boxes: np.ndarray | Tensor) -> np.ndarray | Tensor:
     """Areas of inclusive ``boxes[..., 4]`` with the +1 pixel convention (arrays or tensors)."""
     return (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
