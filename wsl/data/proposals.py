@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from PIL import Image
-
 from wsl.data.bad_input import ON_ERROR_CHOICES, DataError
+from wsl.data.images import header_size
 from wsl.data.proposal_mat import (
     FILE_ERROR_SHARE,
     ProposalLookup,
@@ -72,7 +71,7 @@ class MatProposals:
     ) -> None:
         checked, outside = 0, []
         for image_id, image_path in zip(image_ids, image_paths, strict=True):
-            size = _image_size(image_path) if image_id in lookup else None
+            size = header_size(image_path) if image_id in lookup else None
             if size is None:
                 continue  # reported per image (missing entry, unreadable image)
             checked += 1
@@ -126,12 +125,3 @@ class MatProposalFiles:
                 f"add +data.proposals.mat_files.{split}=PATH"
             )
         return MatProposals(self.files[split], box_layout=self.box_layout, on_error=self.on_error)
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the image header, or None if it does not open."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # PIL raises many types; the index reports the image itself
-        return None
