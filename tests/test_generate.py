@@ -17,7 +17,7 @@ from torchmetrics.functional.classification import multilabel_average_precision
 from torchvision.ops import box_iou
 
 import wsl.data.generate as generate
-from wsl.data.annotations import VOCAnnotation, parse_voc_xml, read_image_set
+from wsl.data.annotations import ImageAnnotation, parse_voc_xml, read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.generate import generate_voc, main
 from wsl.data.generated_images import BODY_MUTING, DIFFICULT_SIDE, LOOKS, class_styles, draw_image
@@ -41,7 +41,7 @@ def voc(root: Path) -> Path:
     return root / "VOCdevkit" / "VOC2007"
 
 
-def annotations(root: Path, split: str) -> list[VOCAnnotation]:
+def annotations(root: Path, split: str) -> list[ImageAnnotation]:
     return [
         parse_voc_xml(voc(root) / "Annotations" / f"{i}.xml", CLASSES)
         for i in read_image_set(voc(root), split)

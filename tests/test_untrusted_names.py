@@ -18,7 +18,7 @@ from wsl.callbacks.heatmaps import HeatmapPictures
 from wsl.data.annotations import parse_voc_xml, read_class_list, read_image_set
 from wsl.data.bad_input import DataError
 from wsl.data.datamodule import VOCImageLabelsDataModule
-from wsl.data.voc import VOCIndex, VOCRecord
+from wsl.data.voc import ImageRecord, VOCIndex
 from wsl.evaluation.voc_detection import write_devkit_results
 from wsl.runtime.names import contained_path, name_problem
 from wsl.structures.detections import Detections
@@ -210,9 +210,10 @@ def test_image_id_leaving_the_data_set_is_refused(
         assert "path separator '/'" in str(e.value) and "fix the line" in str(e.value)
 
 
-@pytest.mark.parametrize("split", ["../trainval", "..", "Main/trainval", ""])
+@pytest.mark.parametrize("split", ["../trainval", "..", "Main/trainval", "", "VOC2007/.."])
 def test_split_name_is_checked_before_reading(data_copy: Path, split: str) -> None:
-    with pytest.raises(ValueError, match=r"image set name .* is not a plain name"):
+    match = r"image set name .* is not a plain name|is not a VOCdevkit folder such as VOC2012"
+    with pytest.raises(ValueError, match=match):
         VOCIndex(data_copy, split)
 
 
@@ -256,18 +257,18 @@ class FakeModel(torch.nn.Module):
 class OneRecordIndex:
     """The index of :class:`OneRecordDataset`: its record and class names."""
 
-    def __init__(self, record: VOCRecord, classes: tuple[str, ...]) -> None:
+    def __init__(self, record: ImageRecord, classes: tuple[str, ...]) -> None:
         self.record = record
         self.classes = classes
 
-    def __getitem__(self, i: int) -> VOCRecord:
+    def __getitem__(self, i: int) -> ImageRecord:
         return self.record
 
 
 class OneRecordDataset:
     """A dataset of one real image whose record and class names a test may make hostile."""
 
-    def __init__(self, record: VOCRecord, classes: tuple[str, ...]) -> None:
+    def __init__(self, record: ImageRecord, classes: tuple[str, ...]) -> None:
         self.index = OneRecordIndex(record, classes)
 
     def __getitem__(self, i: int) -> dict:
@@ -279,7 +280,7 @@ def fake_trainer() -> SimpleNamespace:
     return SimpleNamespace(is_global_zero=True, global_step=3, loggers=[], strategy=strategy)
 
 
-def renamed_record(root: Path, image_id: str) -> VOCRecord:
+def renamed_record(root: Path, image_id: str) -> ImageRecord:
     """The first record of ``root``'s trainval split, its image id replaced."""
     record = VOCIndex(root, "trainval", verify_images="none")[0]
     return replace(record, annotation=replace(record.annotation, image_id=image_id))

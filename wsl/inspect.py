@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from wsl.data.datamodule import VOCProposalsDataModule
 from wsl.data.images import read_rgb_tensor
-from wsl.data.voc import VOCRecord
+from wsl.data.split_index import ImageRecord
 from wsl.drawing import PALETTE, draw_boxes, save_png
 from wsl.loggers.images import log_image
 from wsl.runtime.console import quiet_console
@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 CONFIG_GROUPS = ("data", "logger", "paths")
 
 
-def describe(record: VOCRecord, classes: list[str]) -> str:
+def describe(record: ImageRecord, classes: list[str]) -> str:
     """One line: file name and the image's classes (difficult-only ones marked)."""
     present = [classes[c] for c in range(len(classes)) if record.labels[c] > 0]
     return f"{record.image_path.name}: {', '.join(present) or '(no objects)'}"
 
 
-def inspection_pictures(record: VOCRecord, classes: list[str], top: int) -> dict[str, torch.Tensor]:
+def inspection_pictures(
+    record: ImageRecord, classes: list[str], top: int
+) -> dict[str, torch.Tensor]:
     """The GT-box picture and the top-``top`` proposals picture of one image."""
     image = read_rgb_tensor(record.image_path)
     objects = record.annotation.objects
@@ -63,7 +65,7 @@ def inspect(cfg: DictConfig) -> dict[str, Path]:
     index = datamodule.build_index(cfg.split)
     if not 0 <= cfg.index < len(index):
         raise SettingError(
-            f"index={cfg.index} is out of range: split {cfg.split!r} of {index.voc_dir} "
+            f"index={cfg.index} is out of range: split {cfg.split!r} of {index.data_dir} "
             f"has {len(index)} images (0..{len(index) - 1})"
         )
     record = index[cfg.index]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from wsl.evaluation.coco_detection import write_coco_json
 from wsl.evaluation.results_files import (
     METRICS_FILE,
     per_class_rows,
@@ -27,15 +28,29 @@ from wsl.reporting.pr_curves import write_pr_curves
 
 log = logging.getLogger(__name__)
 
+COCO_RESULTS_FILE = "coco_results.json"
+COCO_GROUND_TRUTH_FILE = "coco_ground_truth.json"
+
 
 def write_test_files(
     output_dir: str | Path, results: dict[str, Any], split: str, class_names: list[str]
 ) -> list[Path]:
     """``metrics.json``, ``per_class.csv`` and, when the results carry them, devkit results
-    files (``detections``), a per-class AP chart (``per_class["det_AP"]``) and PR curves."""
+    files (``detections``, in ``devkit_results``' folder and split name), COCO-format results
+    (``coco_results.json``) and the ground truth they were scored against (where it is not
+    the user's own COCO file: ``coco_ground_truth.json``), a per-class AP chart
+    (``per_class["det_AP"]``) and PR curves."""
     paths = list(write_results(output_dir, results["metrics"], results["per_class"]).values())
     if "detections" in results:
-        paths += write_devkit_results(output_dir, split, class_names, *results["detections"])
+        folder, file_split = results.get("devkit_results") or ("", split)
+        directory = Path(output_dir, folder)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths += write_devkit_results(directory, file_split, class_names, *results["detections"])
+    if "coco_results" in results:
+        paths.append(write_coco_json(Path(output_dir) / COCO_RESULTS_FILE, results["coco_results"]))
+    if "coco_ground_truth" in results:
+        path = Path(output_dir) / COCO_GROUND_TRUTH_FILE
+        paths.append(write_coco_json(path, results["coco_ground_truth"]))
     if "det_AP" in results["per_class"]:
         title = f"detection AP per class ({split})"
         paths.append(

@@ -31,19 +31,23 @@ SPLITS = ("train", "val", "trainval", "test")
 
 
 @dataclass(frozen=True)
-class VOCObject:
-    """One annotated object; ``box`` is 0-based inclusive ``x1, y1, x2, y2``."""
+class ImageObject:
+    """One annotated object; ``box`` is 0-based inclusive ``x1, y1, x2, y2``. ``difficult``
+    objects are ignored in evaluation (VOC's difficult, COCO's crowd regions); ``area`` is
+    COCO's (its size ranges), ``None`` for the box's."""
 
     name: str
     box: tuple[float, float, float, float]
     difficult: bool
     truncated: bool
     pose: str = "Unspecified"
+    area: float | None = None
 
 
 @dataclass(frozen=True)
-class VOCAnnotation:
-    """Everything one VOC XML file says about its image."""
+class ImageAnnotation:
+    """Everything the annotations say about one image (a VOC XML file, a COCO file's entry,
+    a row of image tags: no objects)."""
 
     image_id: str
     filename: str
@@ -51,7 +55,7 @@ class VOCAnnotation:
     height: int
     depth: int
     segmented: bool
-    objects: tuple[VOCObject, ...]
+    objects: tuple[ImageObject, ...]
 
     def boxes(self) -> np.ndarray:
         """All object boxes as a float32 ``(N, 4)`` array."""
@@ -94,7 +98,7 @@ def _int(node: ET.Element, tag: str, path: Path, default: str | None = None) -> 
     return int(number)
 
 
-def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
+def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> ImageAnnotation:
     """Parse one VOC XML file, checking sizes, class names and box geometry.
 
     Raises :class:`DataError` naming ``path`` for a missing or unreadable file, a missing
@@ -144,7 +148,7 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
                 f"ymax={y2 + 1:g}) is empty or outside the {width}x{height} image",
             )
         objects.append(
-            VOCObject(
+            ImageObject(
                 name=name,
                 box=(x1, y1, x2, y2),
                 difficult=_int(node, "difficult", path, "0") == 1,
@@ -158,7 +162,7 @@ def parse_voc_xml(path: str | Path, classes: Sequence[str]) -> VOCAnnotation:
             path,
             ", ".join(fractional),
         )
-    return VOCAnnotation(
+    return ImageAnnotation(
         image_id=image_id,
         filename=filename,
         width=width,
@@ -219,6 +223,64 @@ def read_image_set(voc_dir: str | Path, split: str) -> list[str]:
     if not ids:
         raise DataError(path, "image set is empty")
     return ids
+
+
+CLASSIFICATION_FLAGS = {"1": 1, "-1": -1, "0": 0}
+
+
+def read_classification_set(
+    voc_dir: str | Path, split: str, classes: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """Image ids and their class flags from the classification layout: ``ImageSets/Main/
+    <class>_<split>.txt``, one per class, each line ``<id> <flag>`` with flag ``1`` (present),
+    ``-1`` (absent) or ``0`` (only difficult instances), as the VOC devkit's ``VOCevalcls.m``
+    reads them.
+
+    The ids are those of ``<split>.txt`` when it exists, else of the first class's file, in
+    file order; flags are an int8 ``(N, C)`` array. A missing class file, a line that is not
+    ``<id> <flag>``, an unknown flag, an id listed twice, an id the split lacks or an id of the
+    split a class file lacks is a :class:`DataError` naming the file and the line.
+    """
+    main_dir = Path(voc_dir) / "ImageSets" / "Main"
+    ids = read_image_set(voc_dir, split) if (main_dir / f"{split}.txt").is_file() else None
+    columns = []
+    for name in classes:
+        path = main_dir / f"{name}_{split}.txt"
+        if not path.is_file():
+            raise DataError(
+                path,
+                f"not found: the labels of class {name!r} on split {split!r} (classification "
+                "layout, one file per class; data.layout_options.labels_from=xml reads the "
+                "XML files instead)",
+            )
+        column: dict[str, int] = {}
+        for number, line in enumerate(_text_lines(path), 1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 2 or fields[1] not in CLASSIFICATION_FLAGS:
+                raise DataError(
+                    path, f"line {number}: {line.strip()!r} is not '<image id> <1, -1 or 0>'"
+                )
+            image_id, flag = fields
+            if image_id in column:
+                raise DataError(path, f"line {number}: id {image_id!r} is listed twice")
+            if ids is not None and image_id not in ids:
+                raise DataError(
+                    path, f"line {number}: id {image_id!r} is not in {main_dir / split}.txt"
+                )
+            column[image_id] = CLASSIFICATION_FLAGS[flag]
+        if ids is None:
+            ids = read_image_set(voc_dir, f"{name}_{split}")
+        missing = [i for i in ids if i not in column]
+        if missing:
+            raise DataError(
+                path, f"lacks {len(missing)} image(s) of split {split!r}, e.g. {missing[0]!r}"
+            )
+        columns.append(column)
+    assert ids is not None  # a data set has at least one class
+    flags = np.array([[column[i] for column in columns] for i in ids], dtype=np.int8)
+    return ids, flags.reshape(len(ids), len(classes))
 
 
 def read_class_list(voc_dir: str | Path) -> tuple[str, ...]:

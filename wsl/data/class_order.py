@@ -8,9 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from wsl.data.annotations import read_class_list
 from wsl.data.bad_input import DataError
-from wsl.data.voc import voc2007_dir
+from wsl.data.layouts import build_layout
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +19,21 @@ def match_classes(
 ) -> None:
     """Make ``data_cfg`` label the data in the checkpoint's class order, matching by name.
 
-    The data set's classes (``data.classes``, else ``classes.txt`` of ``data.root``, else VOC's
-    20) must be the checkpoint's; listed in another order, they are matched by name (with a
-    warning), since labels in the data set's order would be permuted against the model's
-    outputs and every metric would be wrong. Other classes are a :class:`DataError` naming
-    where the data's classes come from, the missing and the unknown ones.
+    The data set's classes (``data.classes``, else the data set's own list:
+    :meth:`~wsl.data.layouts.DataLayout.classes`) must be the checkpoint's; listed in another
+    order, they are matched by name (with a warning), since labels in the data set's order
+    would be permuted against the model's outputs and every metric would be wrong. Other
+    classes are a :class:`DataError` naming where the data's classes come from, the missing
+    and the unknown ones.
     """
     model_classes = list(model_classes)
     if data_cfg.get("classes"):
         where, data_classes = Path(str(ckpt_path)), list(data_cfg.classes)
         source = "data.classes"
     else:
-        voc_dir = voc2007_dir(data_cfg.root)
-        data_classes = list(read_class_list(voc_dir))
-        where = voc_dir / "classes.txt"
-        source = str(where) if where.is_file() else f"VOC's 20 classes (no {where})"
+        layout = build_layout(data_cfg.get("layout"))
+        classes, source = layout.classes(data_cfg.root, data_cfg.train_split)
+        data_classes, where = list(classes), Path(str(data_cfg.root))
     if set(data_classes) != set(model_classes):
         missing = [c for c in model_classes if c not in data_classes]
         extra = [c for c in data_classes if c not in model_classes]

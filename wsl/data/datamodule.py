@@ -1,7 +1,9 @@
-"""LightningDataModules over VOC splits: image-level labels (Localizer) and proposals (WSDDN).
+"""LightningDataModules over a data set's splits: image-level labels (Localizer) and proposals
+(WSDDN and the refinement families), in any layout of :mod:`wsl.data.layouts` (VOC, COCO,
+image tags).
 
-Both read each split once at ``setup`` (:class:`~wsl.data.voc.VOCIndex`), so bad input is
-reported before the first step. Which split serves which stage is configurable
+Both read each split once at ``setup`` (a :class:`~wsl.data.split_index.SplitIndex`), so bad
+input is reported before the first step. Which split serves which stage is configurable
 (``data.train_split``, ``data.val_split``, ``data.test_split``).
 """
 
@@ -17,12 +19,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from wsl.data.annotations import read_class_list
 from wsl.data.dataset import Sample, VOCDataset
+from wsl.data.layouts import DataLayout, build_layout
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.pseudo_ground_truth import with_pseudo_boxes
+from wsl.data.split_index import ProposalProvider, SplitIndex
 from wsl.data.transforms import build_transform
-from wsl.data.voc import ProposalProvider, VOCIndex, voc2007_dir
 from wsl.runtime.names import name_problem
 from wsl.runtime.settings import SettingError
 
@@ -89,10 +91,11 @@ def collate_padded(samples: Sequence[Sample | None]) -> dict[str, Any] | None:
 
 
 class VOCDataModule(pl.LightningDataModule):
-    """Shared settings of the two VOC datamodules (see ``conf/data/*.yaml`` for each one).
+    """Shared settings of the two datamodules (see ``conf/data/*.yaml`` for each one).
 
     Args:
-        root: folder holding ``VOCdevkit/VOC2007``.
+        root: the data set's folder (``VOCdevkit``'s parent for VOC, see
+            :mod:`wsl.data.layouts`).
         train_split, val_split, test_split: image sets used for fit, validation and test.
         classes: class names in label order, each a plain name (checked here, the one place
             ``data.classes`` enters); ``None`` reads ``classes.txt`` or uses VOC's 20.
@@ -107,6 +110,8 @@ class VOCDataModule(pl.LightningDataModule):
             the training split's object boxes are its pseudo boxes, for a supervised detector;
             validation and test keep the annotations' boxes. ``None``: the annotations'
             everywhere.
+        layout: how the data set lies on disk (``data.layout``, built from its ``_target_``:
+            ``data/layout=voc|coco|image_tags``, :mod:`wsl.data.layouts`); ``None``: VOC.
     """
 
     collate = staticmethod(collate_stacked)
@@ -127,10 +132,13 @@ class VOCDataModule(pl.LightningDataModule):
         train_transform: Mapping[str, Any] | None = None,
         eval_transform: Mapping[str, Any] | None = None,
         pseudo_labels: str | None = None,
+        layout: DataLayout | None = None,
     ) -> None:
         super().__init__()
+        self.layout = build_layout(layout)
         self.root = Path(root)
-        self.splits = {"fit": train_split, "validate": val_split, "test": test_split}
+        splits = {"fit": train_split, "validate": val_split, "test": test_split}
+        self.splits = {stage: self.layout.split_name(s) for stage, s in splits.items()}
         self.classes = checked_classes(classes)
         self.difficult_labels = difficult_labels
         self.on_error = on_error
@@ -142,9 +150,9 @@ class VOCDataModule(pl.LightningDataModule):
         self.pseudo_labels = None if pseudo_labels is None else Path(pseudo_labels)
         self.datasets: dict[str, VOCDataset] = {}
 
-    def build_index(self, split: str) -> VOCIndex:
+    def build_index(self, split: str) -> SplitIndex:
         """Read and check one split."""
-        return VOCIndex(
+        return self.layout.index(
             self.root,
             split,
             classes=self.classes,
@@ -155,7 +163,7 @@ class VOCDataModule(pl.LightningDataModule):
         )
 
     def proposal_arguments(self, split: str) -> dict[str, Any]:
-        """Proposal settings of ``split`` for :class:`VOCIndex` (none: image-level data)."""
+        """Proposal settings of ``split`` for its index (none: image-level data)."""
         return {}
 
     def train_dedup_scale(self) -> float | None:
@@ -190,7 +198,9 @@ class VOCDataModule(pl.LightningDataModule):
     @property
     def class_names(self) -> list[str]:
         """Class names in label order: ``classes`` if given, else the data set's class list."""
-        return self.classes or list(read_class_list(voc2007_dir(self.root)))
+        if self.classes:
+            return self.classes
+        return list(self.layout.classes(self.root, self.splits["fit"])[0])
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -223,7 +233,7 @@ class VOCDataModule(pl.LightningDataModule):
         return self._loader(self.dataset(self.splits["test"]), shuffle=False)
 
 
-def warn_unlearnable_classes(index: VOCIndex) -> list[str]:
+def warn_unlearnable_classes(index: SplitIndex) -> list[str]:
     """Warn once, naming them, about the classes no image of the training split ``index`` is
     labelled positive for (the model cannot learn them); return them."""
     positives = sum(
@@ -234,7 +244,7 @@ def warn_unlearnable_classes(index: VOCIndex) -> list[str]:
         log.warning(
             "%s: no image of training split %r is positive for %s: the model cannot learn %s "
             "(check the class list and the labels)",
-            index.voc_dir, index.split, ", ".join(missing), "it" if len(missing) == 1 else "them",
+            index.data_dir, index.split, ", ".join(missing), "it" if len(missing) == 1 else "them",
         )  # fmt: skip
     return missing
 

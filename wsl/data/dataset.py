@@ -1,4 +1,4 @@
-"""The torch ``Dataset`` over a :class:`~wsl.data.voc.VOCIndex`: decode, transform, package."""
+"""The torch ``Dataset`` over a :class:`~wsl.data.voc.SplitIndex`: decode, transform, package."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torchvision import tv_tensors
 
 from wsl.data.bad_input import DataError
 from wsl.data.images import read_rgb_tensor
-from wsl.data.voc import VOCIndex
+from wsl.data.split_index import SplitIndex
 from wsl.structures.boxes import continuous_to_inclusive, inclusive_to_continuous, unique_at_scale
 
 Sample = dict[str, Any]
@@ -36,13 +36,13 @@ class VOCDataset(Dataset):
 
     def __init__(
         self,
-        index: VOCIndex,
+        index: SplitIndex,
         transform: Callable[[Sample], Sample] | None = None,
         with_proposals: bool = False,
         dedup_scale: float | None = None,
     ) -> None:
         if with_proposals and any(r.proposals is None for r in index.records):
-            raise ValueError("with_proposals=True needs a VOCIndex built with proposals")
+            raise ValueError("with_proposals=True needs a SplitIndex built with proposals")
         self.index = index
         self.transform = transform
         self.with_proposals = with_proposals

@@ -5,6 +5,9 @@
     DIR/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}/..., classes.txt
     DIR/selective_search_data/voc_2007_{trainval,test}.mat
 
+and with ``--coco COCO_DIR`` the same images, boxes and proposals in COCO's layout
+(:func:`~wsl.data.coco_writer.write_generated_coco`).
+
 Images are slightly non-square (each side 80-100% of ``image_size``) and hold 1-3 objects; an
 image's first object cycles through the classes so every class appears, non-difficult, in
 train, val and test alike. Some images hold two well separated instances of one class.
@@ -36,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsl.data.bad_input import DataError
+from wsl.data.coco_writer import write_generated_coco
 from wsl.data.generated_annotations import write_annotation, write_image_sets
 from wsl.data.generated_images import DIFFICULTIES, LOOKS, MAX_CLASSES, class_styles, draw_image
 from wsl.data.generated_proposals import synthetic_proposals
@@ -204,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--proposals-per-image", type=int, default=200, help="on average")
     parser.add_argument("--force", action="store_true", help="replace an existing data set")
+    parser.add_argument(
+        "--coco", type=Path, default=None, metavar="DIR",
+        help="also write the data set in COCO's layout to DIR (data=coco data.root=DIR)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     generate_voc(
@@ -217,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         proposals_per_image=args.proposals_per_image,
         force=args.force,
     )
+    if args.coco is not None:
+        write_generated_coco(args.root, args.coco)
 
 
 if __name__ == "__main__":

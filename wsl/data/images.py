@@ -176,34 +176,54 @@ def decode_jpeg_strictly(path: Path, data: bytes, full_size: bool) -> None:
         raise DataError(path, f"JPEG is corrupt: {why}")
 
 
-def check_image(path: Path, width: int, height: int, verify: str) -> None:
-    """Check that an image exists, is a JPEG of ``width x height`` and decodes cleanly.
+def header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the image header, or ``None`` if it does not open (whoever reads
+    the image reports that)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # PIL raises many types for corrupt files
+        return None
 
-    ``verify``: ``none`` checks nothing; ``header`` opens the file (its real format must
-    be JPEG), compares the size, looks for the end-of-image marker and decodes the
-    compressed data strictly at 1/8 scale; ``full`` decodes it strictly at full size
-    instead, and once more with PIL, exactly as training reads it.
+
+def check_image(
+    path: Path, verify: str, size: tuple[int, int] | None = None, jpeg_only: bool = True
+) -> tuple[int, int]:
+    """Check that an image exists, decodes cleanly and, when ``size`` is given, is
+    ``width x height``; return its size (from the header).
+
+    ``verify``: ``none`` checks nothing (without ``size`` it only reads the header's);
+    ``header`` opens the file (with ``jpeg_only`` its real format must be JPEG, as VOC's and
+    COCO's images are), compares the size and, for a JPEG, looks for the end-of-image marker
+    and decodes the compressed data strictly at 1/8 scale; ``full`` decodes a JPEG strictly
+    at full size instead, and every image once more with PIL, exactly as training reads it.
     """
-    if verify == "none":
-        return
+    if verify == "none" and size is not None:
+        return size
     if not path.is_file():
         raise DataError(path, "image file does not exist")
     try:
         with Image.open(path) as image:
-            size, real_format = image.size, image.format
+            real_size, real_format = image.size, image.format
     except Exception as error:  # PIL raises many types for corrupt files
         raise DataError(path, f"not a readable image ({error})") from None
-    if real_format not in _JPEG_FORMATS:
+    if verify == "none":
+        return real_size
+    is_jpeg = real_format in _JPEG_FORMATS
+    if jpeg_only and not is_jpeg:
         raise DataError(
             path, f"is a {real_format} image, not a JPEG: convert it to JPEG (VOC images are JPEGs)"
         )
-    if size != (width, height):
+    if size is not None and real_size != size:
         raise DataError(
-            path, f"image is {size[0]}x{size[1]} but its annotation says {width}x{height}"
+            path,
+            f"image is {real_size[0]}x{real_size[1]} but its annotation says {size[0]}x{size[1]}",
         )
-    data = path.read_bytes()
-    if not data.endswith(_JPEG_END):
-        raise DataError(path, "JPEG is truncated (no end-of-image marker)")
-    decode_jpeg_strictly(path, data, full_size=verify == "full")
+    if is_jpeg:
+        data = path.read_bytes()
+        if not data.endswith(_JPEG_END):
+            raise DataError(path, "JPEG is truncated (no end-of-image marker)")
+        decode_jpeg_strictly(path, data, full_size=verify == "full")
     if verify == "full":
         read_rgb(path)
+    return real_size

@@ -1,6 +1,8 @@
 """Image-level labels: a vector of C classes per image, derived from its objects.
 
-Three conventions, chosen by ``data.difficult_labels``:
+From the objects of an annotation (:func:`image_labels`) or from the flags of VOC's
+classification layout (:func:`flag_labels`: ``0`` marks a class with only difficult
+instances). Three conventions, chosen by ``data.difficult_labels``:
 
 - ``positive`` (default): a class is positive if the image holds any instance of it,
   difficult ones included.
@@ -21,13 +23,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from wsl.data.annotations import VOCAnnotation
+from wsl.data.annotations import ImageAnnotation
 
 DIFFICULT_LABEL_CHOICES = ("positive", "ignore", "negative")
 
 
 def image_labels(
-    annotation: VOCAnnotation, classes: Sequence[str], difficult_labels: str = "positive"
+    annotation: ImageAnnotation, classes: Sequence[str], difficult_labels: str = "positive"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(labels, weights)``, both float32 ``(C,)``; weight 0 marks an ignored class."""
     if difficult_labels not in DIFFICULT_LABEL_CHOICES:
@@ -47,4 +49,20 @@ def image_labels(
         labels[difficult_only] = 0.0
     if difficult_labels == "ignore":
         weights[difficult_only] = 0.0
+    return labels, weights
+
+
+def flag_labels(
+    flags: np.ndarray, difficult_labels: str = "positive"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, weights)`` from one image's classification flags (``1``, ``-1``, ``0``: only
+    difficult instances), under the same convention as :func:`image_labels`."""
+    if difficult_labels not in DIFFICULT_LABEL_CHOICES:
+        raise ValueError(
+            f"data.difficult_labels={difficult_labels!r} is not valid; "
+            f"choose one of {DIFFICULT_LABEL_CHOICES}"
+        )
+    difficult_only = flags == 0
+    labels = ((flags == 1) | (difficult_only & (difficult_labels == "positive"))).astype(np.float32)
+    weights = np.where(difficult_only & (difficult_labels == "ignore"), 0.0, 1.0).astype(np.float32)
     return labels, weights

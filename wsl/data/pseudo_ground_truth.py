@@ -1,6 +1,6 @@
 """A training split whose object boxes are pseudo boxes: the second stage's data (issue 18).
 
-:func:`with_pseudo_boxes` gives a copy of a split's :class:`~wsl.data.voc.VOCIndex` whose
+:func:`with_pseudo_boxes` gives a copy of a split's :class:`~wsl.data.voc.SplitIndex` whose
 annotations hold, instead of the XML's objects, the pseudo boxes a weak model's detections gave
 each image (a COCO-format file, :mod:`wsl.data.coco_pseudo_labels`). The image-level labels stay
 the annotations' (the weak supervision), as do the images, sizes and proposals. Every image of
@@ -15,15 +15,15 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from wsl.data.annotations import VOCObject
+from wsl.data.annotations import ImageObject
 from wsl.data.bad_input import DataError
 from wsl.data.coco_pseudo_labels import read_coco_pseudo_labels
-from wsl.data.voc import VOCIndex
+from wsl.data.split_index import SplitIndex
 
 log = logging.getLogger(__name__)
 
 
-def with_pseudo_boxes(index: VOCIndex, path: str | Path) -> VOCIndex:
+def with_pseudo_boxes(index: SplitIndex, path: str | Path) -> SplitIndex:
     """``index`` with each image's objects replaced by its pseudo boxes in the file ``path``
     (not difficult, not truncated); ``index`` itself is unchanged."""
     by_id = {image.image_id: image for image in read_coco_pseudo_labels(path, index.classes)}
@@ -41,11 +41,11 @@ def with_pseudo_boxes(index: VOCIndex, path: str | Path) -> VOCIndex:
             raise DataError(
                 path,
                 f"image {record.image_id!r} is {image.width}x{image.height} pixels there and "
-                f"{annotation.width}x{annotation.height} in {index.voc_dir}: the pseudo-labels "
+                f"{annotation.width}x{annotation.height} in {index.data_dir}: the pseudo-labels "
                 "were mined on another data set",
             )
         objects = tuple(
-            VOCObject(index.classes[c], tuple(box.tolist()), difficult=False, truncated=False)
+            ImageObject(index.classes[c], tuple(box.tolist()), difficult=False, truncated=False)
             for box, c in zip(image.labels.boxes, image.labels.classes, strict=True)
         )
         records.append(replace(record, annotation=replace(annotation, objects=objects)))

@@ -43,10 +43,16 @@ WSL_TARGETS = {
         "wsl.data.datamodule.VOCImageLabelsDataModule",
         "wsl.data.datamodule.VOCProposalsDataModule",
     ),
+    "data.layout": (
+        "wsl.data.voc.VOCLayout",
+        "wsl.data.coco.COCOLayout",
+        "wsl.data.image_tags.ImageTagsLayout",
+    ),
     "data.proposals": (
         "wsl.data.proposals.MatProposalFiles",
         "wsl.data.proposals.MatProposals",
         "wsl.data.selective_search.SelectiveSearchProposals",
+        "wsl.data.proposal_mcg.MCGProposalFiles",
     ),
     "callbacks.*": (
         "wsl.callbacks.box_pictures.BoxPictures",

@@ -42,6 +42,7 @@ Metric names are one per quantity, the same for every family (``docs/metrics.md`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -51,7 +52,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from wsl.data.coco_ground_truth import coco_ground_truth
+from wsl.data.split_index import SplitIndex
 from wsl.evaluation.classification import MultilabelClassificationMetrics
+from wsl.evaluation.coco_detection import COCO_METRICS, COCODetectionEvaluator
 from wsl.evaluation.corloc import CorLocEvaluator
 from wsl.evaluation.per_image import gather_by_image
 from wsl.evaluation.pointing import PointingGameEvaluator
@@ -62,6 +66,8 @@ from wsl.structures.detections import Detections
 from wsl.structures.evidence import ClassEvidence
 from wsl.training.loss_scale import sum_over_global_batch
 from wsl.training.nonfinite import NonFiniteLossGuard
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 SCHEDULER_INTERVALS = ("epoch", "step")
@@ -193,8 +199,22 @@ class WSLModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_classification("train")
 
+    def split_index(self, stage: str) -> SplitIndex | None:
+        """The index of the split the trainer's datamodule serves for ``stage`` (``fit``,
+        ``validate``, ``test``), or ``None`` without such a datamodule."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "dataset"):
+            return None
+        return datamodule.dataset(datamodule.splits[stage]).index
+
+    def has_boxes(self, stage: str) -> bool:
+        """Whether the split of ``stage`` has object boxes (box metrics need them)."""
+        index = self.split_index(stage)
+        return index is None or index.has_boxes
+
     def on_validation_epoch_start(self) -> None:
         detect = self.hparams.val_detection and self.net.detects_on_validation
+        detect = detect and self.has_boxes("validate")
         self.val_evaluator = VOCDetectionEvaluator(self.class_names) if detect else None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -257,8 +277,24 @@ class WSLModule(pl.LightningModule):
         return datamodule is not None and datamodule.splits["test"] != "test"
 
     def on_test_epoch_start(self) -> None:
-        self.test_evaluator = VOCDetectionEvaluator(self.class_names)
-        self.test_corloc = CorLocEvaluator(self.class_names) if self._corloc_split() else None
+        index = self.split_index("test")
+        boxes = index is None or index.has_boxes
+        if not boxes:
+            log.warning(
+                "split %r of %s has no object boxes: the box metrics (det_mAP, det_AP, CorLoc, "
+                "pointing) need them and are not computed; the classification metrics are",
+                index.split, index.data_dir,
+            )  # fmt: skip
+        self.test_evaluator = VOCDetectionEvaluator(self.class_names) if boxes else None
+        self.test_coco = self.test_ground_truth = None
+        if index is not None and boxes:
+            self.test_ground_truth = coco_ground_truth(index)
+            self.test_coco = COCODetectionEvaluator(
+                self.test_ground_truth, index.coco_image_ids(), index.category_ids
+            )
+        self.test_index = index
+        corloc = boxes and self._corloc_split()
+        self.test_corloc = CorLocEvaluator(self.class_names) if corloc else None
         self.test_pointing: PointingGameEvaluator | None = None
         self.test_detections: list[tuple[str, Detections]] = []
 
@@ -266,10 +302,13 @@ class WSLModule(pl.LightningModule):
         prediction = self.net.predict(batch)  # Lightning's test loop: eval mode, no gradients
         self.update_classification("test", batch, prediction.image_scores)
         ground_truths = ground_truths_of(batch)
-        self.test_evaluator.process(batch["image_id"], prediction.detections, ground_truths)
+        if self.test_evaluator is not None:
+            self.test_evaluator.process(batch["image_id"], prediction.detections, ground_truths)
+        if self.test_coco is not None:
+            self.test_coco.process(batch["image_id"], prediction.detections)
         if self.test_corloc is not None:
             self.test_corloc.process(batch["image_id"], prediction.detections, ground_truths)
-        if prediction.heatmaps is not None:
+        if prediction.heatmaps is not None and self.test_evaluator is not None:  # needs boxes
             if self.test_pointing is None:
                 tolerance = self.hparams.pointing_tolerance
                 self.test_pointing = PointingGameEvaluator(self.class_names, tolerance)
@@ -283,18 +322,20 @@ class WSLModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         classification = self.log_classification("test")
-        detection = self.test_evaluator.evaluate()
-        metrics: dict[str, float] = {
-            "cls_mAP": float(classification["mAP"]),
-            "det_mAP": detection["mAP"],
-        }
+        metrics: dict[str, float] = {"cls_mAP": float(classification["mAP"])}
         per_class: dict[str, dict[str, Any]] = {
             "cls_AP": dict(
                 zip(self.class_names, classification["ap_per_class"].tolist(), strict=True)
             ),
-            "det_AP": detection["ap_per_class"],
         }
-        if self.hparams.all_point_ap:
+        detection = self.test_evaluator.evaluate() if self.test_evaluator is not None else None
+        if detection is not None:
+            metrics["det_mAP"] = detection["mAP"]
+            per_class["det_AP"] = detection["ap_per_class"]
+        if self.test_coco is not None:
+            coco = self.test_coco.evaluate()
+            metrics.update({f"det_{name}": coco[name] for name in COCO_METRICS})
+        if detection is not None and self.hparams.all_point_ap:
             metrics["det_mAP_allpoint"] = detection["mAP_allpoint"]
             per_class["det_AP_allpoint"] = detection["ap_per_class_allpoint"]
         if self.test_corloc is not None:
@@ -311,12 +352,20 @@ class WSLModule(pl.LightningModule):
             if name not in ("cls_mAP", "metric2"):  # logged at the epoch end
                 self.log(f"test/{name}", value)
         detections = gather_by_image(self.test_detections)
-        self.test_results = {
-            "metrics": metrics,
-            "per_class": per_class,
-            "curves": detection["curves"],
-            "detections": ([i for i, _ in detections], [d for _, d in detections]),
-        }
+        self.test_results = {"metrics": metrics, "per_class": per_class}
+        if detection is not None:
+            self.test_results["curves"] = detection["curves"]
+        index = self.test_index
+        if index is None or index.devkit_results is not None:
+            self.test_results["detections"] = (
+                [i for i, _ in detections],
+                [d for _, d in detections],
+            )
+            self.test_results["devkit_results"] = None if index is None else index.devkit_results
+        if self.test_coco is not None:
+            self.test_results["coco_results"] = self.test_coco.results()
+            if index.ground_truth_file is None:  # COCO data: the user's own file
+                self.test_results["coco_ground_truth"] = self.test_ground_truth
 
     # -- optimizer --------------------------------------------------------------------------
 
