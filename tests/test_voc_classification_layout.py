@@ -12,6 +12,8 @@ from PIL import Image
 
 from wsl.data.bad_input import DataError
 from wsl.data.labels import DIFFICULT_LABEL_CHOICES
+from wsl.data.proposal_mat import write_proposal_mat
+from wsl.data.proposals import MatProposalFiles
 from wsl.data.voc import VOCIndex
 
 VOC = Path("VOCdevkit") / "VOC2007"
@@ -79,3 +81,36 @@ def test_joined_splits_read_both_devkit_folders(data_copy: Path) -> None:
     assert not voc12.has_boxes  # VOC 2012 test has no public annotations
     assert voc12.devkit_results == ("results/VOC2012/Main", "test")
     assert VOCIndex(data_copy, "VOC2012/val").has_boxes
+
+
+def test_07_plus_12_reads_each_years_proposal_file(data_copy: Path) -> None:
+    """A joined split takes each image's proposals from its own year's file."""
+    voc07 = data_copy / VOC
+    voc12 = data_copy / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc12 / sub).mkdir(parents=True)
+    shutil.copyfile(voc07 / "classes.txt", voc12 / "classes.txt")
+    source = VOCIndex(data_copy, "test")
+    ids = [f"2012_{r.image_id}" for r in source][:3]
+    boxes = {}
+    for new_id, record in zip(ids, source, strict=False):
+        shutil.copyfile(record.image_path, voc12 / "JPEGImages" / f"{new_id}.jpg")
+        xml = (voc07 / "Annotations" / f"{record.image_id}.xml").read_text()
+        (voc12 / "Annotations" / f"{new_id}.xml").write_text(
+            xml.replace(f"{record.image_id}.jpg", f"{new_id}.jpg")
+        )
+        boxes[new_id] = np.array([[0.0, 0.0, 20.0, 30.0], [1.0, 2.0, 25.0, 26.0]])
+    (voc12 / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids) + "\n")
+    mat12 = data_copy / "voc_2012_trainval.mat"
+    write_proposal_mat(mat12, ids, boxes, b"test")
+    mats = data_copy / "selective_search_data"
+    mat07 = str(mats / "voc_2007_trainval.mat")
+    mat_files = {"VOC2007/trainval": mat07, "VOC2012/trainval": str(mat12)}
+    files = MatProposalFiles(mat07, str(mats / "voc_2007_test.mat"), mat_files=mat_files)
+    split = "VOC2007/trainval+VOC2012/trainval"
+    index = VOCIndex(data_copy, split, proposals=files.for_split(split))
+    alone = VOCIndex(data_copy, "trainval", proposals=files.for_split("trainval"))
+    assert [r.image_id for r in index] == [r.image_id for r in alone] + ids
+    for joined, single in zip(index, alone, strict=False):
+        np.testing.assert_array_equal(joined.proposals.boxes, single.proposals.boxes)
+    np.testing.assert_array_equal(index[-1].proposals.boxes, boxes[ids[-1]])

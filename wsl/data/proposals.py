@@ -91,6 +91,37 @@ class MatProposals:
         return f"{self.path}[{image_id}]"
 
 
+class JoinedProposals:
+    """The proposals of a joined VOC split: each image's from its devkit folder's provider
+    (``VOC2012`` for ``VOCdevkit/VOC2012/JPEGImages/x.jpg``; ``""`` for a part named without
+    a folder: the images of every other folder)."""
+
+    def __init__(self, by_folder: Mapping[str, MatProposals]) -> None:
+        self.by_folder = dict(by_folder)
+
+    def _provider(self, image_path: Path) -> MatProposals:
+        folder = Path(image_path).parents[1].name
+        return self.by_folder.get(folder) or self.by_folder[""]
+
+    def load(self, image_ids: list[str], image_paths: list[Path]) -> ProposalLookup:
+        """Each part's images' proposals from its provider."""
+        groups: dict[int, tuple[MatProposals, list[str], list[Path]]] = {}
+        for image_id, path in zip(image_ids, image_paths, strict=True):
+            provider = self._provider(path)
+            group = groups.setdefault(id(provider), (provider, [], []))
+            group[1].append(image_id)
+            group[2].append(path)
+        joined = ProposalLookup({})
+        for provider, ids, paths in groups.values():
+            lookup = provider.load(ids, paths)
+            joined.found.update(lookup.found)
+            joined.missing.update(lookup.missing)
+        return joined
+
+    def source(self, image_id: str, image_path: Path) -> str:
+        return self._provider(image_path).source(image_id, image_path)
+
+
 class MatProposalFiles:
     """One ``.mat`` proposal file per split (a ``_target_``: ``data/proposals=mat`` or
     ``edgeboxes``); :meth:`for_split` gives the :class:`MatProposals` of a split.
@@ -117,8 +148,12 @@ class MatProposalFiles:
         self.box_layout = box_layout
         self.on_error = on_error
 
-    def for_split(self, split: str) -> MatProposals:
-        """The proposals of ``split``, from its file."""
+    def for_split(self, split: str) -> MatProposals | JoinedProposals:
+        """The proposals of ``split``, from its file; a joined split's (``VOC2007/trainval+
+        VOC2012/trainval``, :mod:`wsl.data.voc`) from each part's file."""
+        if "+" in split and split not in self.files:
+            parts = split.split("+")
+            return JoinedProposals({p.rpartition("/")[0]: self.for_split(p) for p in parts})
         if split not in self.files:
             raise ValueError(
                 f"no proposal file for split {split!r} (there are files for {sorted(self.files)}); "
