@@ -34,7 +34,13 @@ COMMANDS = {
     ),
     "inspect": (
         inspect.CONFIG_GROUPS,
-        {"data": ["voc_proposals"], "data/proposals": None, "logger": None, "paths": None},
+        {
+            "data": ["voc_proposals", "coco", "image_tags"],
+            "data/layout": None,
+            "data/proposals": None,
+            "logger": None,
+            "paths": None,
+        },
         ("split", "index", "top_proposals", "data"),
     ),
 }

@@ -16,6 +16,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.support import compose_cfg
+from wsl.evaluation.coco_detection import COCO_METRICS
 from wsl.inference.heatmaps import HeatmapBoxConfig, heatmap_boxes
 from wsl.models.family import Family, Prediction, StepOutput
 from wsl.models.localizer import LocalizerAlexNetRobust
@@ -143,7 +144,14 @@ def test_metric_names_are_shared_in_metrics_json(generated_root: Path, tmp_path:
     names"), devkit results files included."""
     overrides = localizer_overrides(generated_root, "train=false", "logger=none")
     metrics = train(compose_cfg("train", overrides, tmp_path))
-    assert list(metrics) == ["cls_mAP", "det_mAP", "CorLoc", "metric2", "pointing"]
+    assert list(metrics) == [
+        "cls_mAP",
+        "det_mAP",
+        *(f"det_{name}" for name in COCO_METRICS),
+        "CorLoc",
+        "metric2",
+        "pointing",
+    ]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert list(saved["per_class"]) == ["cls_AP", "det_AP", "CorLoc", "pointing"]
     assert (tmp_path / "class_ap.png").is_file()

@@ -122,6 +122,9 @@ class PeriodicDetectionEvaluation(pl.Callback):
         if not trainer.is_global_zero:
             return
         split, dataset = split_dataset(trainer, self.split)
+        if not dataset.index.has_boxes:
+            log.info("no periodic detection AP: split %r has no object boxes", split)
+            return
         indices = fixed_subset(len(dataset), self.max_images, self.seed)
         self.loader = subset_loader(trainer, dataset, indices)
         self.class_names = list(dataset.index.classes)

@@ -33,7 +33,8 @@ def match_classes(
     else:
         layout = build_layout(data_cfg.get("layout"))
         classes, source = layout.classes(data_cfg.root, data_cfg.train_split)
-        data_classes, where = list(classes), Path(str(data_cfg.root))
+        data_classes = list(classes)
+        where = Path(source) if Path(source).is_file() else Path(str(data_cfg.root))
     if set(data_classes) != set(model_classes):
         missing = [c for c in model_classes if c not in data_classes]
         extra = [c for c in data_classes if c not in model_classes]

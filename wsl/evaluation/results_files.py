@@ -20,9 +20,24 @@ PER_CLASS_FILE = "per_class.csv"
 def read_results(output_dir: str | Path) -> dict[str, Any] | None:
     """``metrics.json`` of ``output_dir`` as written by :func:`write_results` (``metrics``,
     ``per_class``), or ``None`` when there is none; a file that is not JSON raises
-    ``ValueError``. The one reader: the run report, the sweep summary and ``test_and_write``."""
+    ``ValueError``. A ``null`` value (JSON has no NaN: an undefined metric, such as COCO's AP of
+    a size without objects) reads back as NaN. The one reader: the run report, the sweep
+    summary and ``test_and_write``."""
     path = Path(output_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict):
+        raise TypeError(f"{path} holds a JSON {type(results).__name__}, not an object")
+    results["metrics"] = _nan_for_null(results.get("metrics", {}))
+    results["per_class"] = {
+        column: _nan_for_null(values) for column, values in results.get("per_class", {}).items()
+    }
+    return results
+
+
+def _nan_for_null(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: math.nan if value is None else value for name, value in values.items()}
 
 
 def per_class_rows(

@@ -18,11 +18,14 @@ LightningModule owns everything around it, the same for every family:
   ``metric2`` is set: the Localizer's configs).
 - **The test** (:meth:`WSLModule.test_step`): the family's :meth:`~wsl.models.family.Family.predict`
   feeds the VOC07 detection mAP (``det_mAP``; with ``all_point_ap`` also ``det_mAP_allpoint``),
+  COCO's AP by pycocotools (``det_AP``, ``det_AP50``, ``det_AP75``, ``det_APs/m/l``, on the
+  split's boxes as :func:`~wsl.data.coco_ground_truth.coco_ground_truth` gives them),
   CorLoc (on a split other than ``test``, or always where the family's
   ``corloc_on_test_split``), the classification mAP and, where the family gives heatmaps, the
   pointing game (``pointing``, tolerance ``pointing_tolerance``); all are logged as
   ``test/<name>`` and fill :attr:`WSLModule.test_results`, which ``metrics.json``,
-  ``per_class.csv`` and the run report are written from.
+  ``per_class.csv``, the results files and the run report are written from. A split without
+  boxes (image tags) gives the classification metrics only, with a warning saying so.
 - **Inference** for ``wsl.evaluate``, ``wsl.predict``, ``wsl.load(...).detect`` and the picture
   callbacks: :meth:`WSLModule.detect`, :meth:`WSLModule.detect_with_evidence` and
   :meth:`WSLModule.detections_by_source`, in :func:`inference_context`, with no per-family
