@@ -99,36 +99,44 @@ def write_image_tags(voc_root: Path, root: Path) -> Path:
     return root
 
 
+def tags_run(roots: dict[str, Path], name: str, *overrides: str) -> dict[str, Any]:
+    """``metrics.json`` of a run on the generated images as image tags."""
+    tags = roots["base"] / "tags"
+    if not tags.exists():
+        write_image_tags(roots["voc"], tags)
+    common = [f"data.root={tags}", "data.num_workers=0", "trainer.enable_progress_bar=false",
+              "logger=none"]  # fmt: skip
+    run_dir = roots["base"] / f"tags_{name}"
+    train(compose_cfg("train", [*overrides, *common], run_dir))
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+LOCALIZER_TAGS = ("experiment=localizer_demo", "data=image_tags_labels")
+
+
 def test_image_tags_train_the_localizer_and_wsddn(
     roots: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    root = write_image_tags(roots["voc"], roots["base"] / "tags")
-    base = [f"data.root={root}", "data.num_workers=0", "trainer.enable_progress_bar=false",
-            "logger=none", "train=false"]  # fmt: skip
-    localizer = [
-        "experiment=localizer_demo",
-        "data=image_tags_labels",
-        *base[:-1],
-        "trainer.max_epochs=3",
-    ]
-    results = {}
-    for name, overrides in {
-        "untrained": ["experiment=localizer_demo", "data=image_tags_labels", *base],
-        "localizer": localizer,
-        "wsddn": [*wsddn(root), "data=image_tags", "trainer.max_epochs=1",
-                  f"data.proposals.cache_dir={roots['base'] / 'ss_cache'}"],
-    }.items():  # fmt: skip
-        run_dir = roots["base"] / f"tags_{name}"
-        with caplog.at_level("WARNING"):
-            train(compose_cfg("train", overrides, run_dir))
-        results[name] = json.loads((run_dir / "metrics.json").read_text())
+    cache = f"data.proposals.cache_dir={roots['base'] / 'ss_cache'}", "data.proposals.max_side=64"
+    with caplog.at_level("WARNING"):
+        results = {
+            "localizer": tags_run(roots, "localizer", *LOCALIZER_TAGS, "trainer.max_epochs=1"),
+            "wsddn": tags_run(
+                roots, "wsddn", "experiment=wsddn_demo", "data=image_tags", "trainer.max_epochs=1",
+                *cache,
+            ),
+        }  # fmt: skip
     for name, saved in results.items():
         assert set(saved["metrics"]) <= {"cls_mAP", "metric2"}, name  # no box metric
         assert set(saved["per_class"]) == {"cls_AP"}, name
-    assert (
-        "has no object boxes: the box metrics (det_mAP, det_AP, CorLoc, pointing) need"
-        in caplog.text
-    )
-    cls_untrained = results["untrained"]["metrics"]["cls_mAP"]
-    assert results["localizer"]["metrics"]["cls_mAP"] > cls_untrained + 0.15, results
-    assert 0 <= results["wsddn"]["metrics"]["cls_mAP"] <= 1
+        assert 0 <= saved["metrics"]["cls_mAP"] <= 1, name
+    warning = "has no object boxes: the box metrics (det_mAP, det_AP, CorLoc, pointing) need them"
+    assert warning in caplog.text
+    assert (roots["base"] / "ss_cache").is_dir()  # WSDDN's proposals were computed
+
+
+def test_the_localizer_learns_from_image_tags(roots: dict[str, Path]) -> None:
+    # Measured: untrained cls_mAP 0.50, after 3 epochs on the 48 tagged images 0.70 and more.
+    untrained = tags_run(roots, "untrained", *LOCALIZER_TAGS, "train=false")["metrics"]
+    trained = tags_run(roots, "trained", *LOCALIZER_TAGS, "trainer.max_epochs=3")["metrics"]
+    assert trained["cls_mAP"] > untrained["cls_mAP"] + 0.15, (untrained, trained)

@@ -110,6 +110,8 @@ def _train(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(plain_cfg)
     if cfg.train:
+        if cfg.test:  # read and check the test split now: bad input stops before training
+            datamodule.setup("test")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     if not cfg.test:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

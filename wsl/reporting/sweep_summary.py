@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,8 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def _cell(value: Any, digits: int | None = None) -> str:
     """A value as a table cell: floats at full precision (or ``digits`` significant digits),
-    ``None`` (no value) empty."""
-    if value is None:
+    ``None`` and NaN (no value, an undefined metric) empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return repr(value) if digits is None else f"{value:.{digits}g}"
