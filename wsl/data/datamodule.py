@@ -98,7 +98,8 @@ class VOCDataModule(pl.LightningDataModule):
             :mod:`wsl.data.layouts`).
         train_split, val_split, test_split: image sets used for fit, validation and test.
         classes: class names in label order, each a plain name (checked here, the one place
-            ``data.classes`` enters); ``None`` reads ``classes.txt`` or uses VOC's 20.
+            ``data.classes`` enters); ``None``: the layout's own list (VOC: ``classes.txt`` or
+            VOC's 20; COCO: the categories; image tags: ``classes.txt`` or the sorted names).
         difficult_labels: ``positive`` (any instance), ``ignore`` (VOC classification) or
             ``negative`` (difficult objects dropped, as OICR's and PCL's code).
         on_error: ``raise`` on bad input, or ``skip`` the image (logged and counted).

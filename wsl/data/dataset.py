@@ -1,4 +1,5 @@
-"""The torch ``Dataset`` over a :class:`~wsl.data.voc.SplitIndex`: decode, transform, package."""
+"""The torch ``Dataset`` over a split (:class:`~wsl.data.split_index.SplitIndex`): decode,
+transform, package."""
 
 from __future__ import annotations
 
