@@ -40,7 +40,7 @@ import numpy as np
 
 from wsl.data.annotations import ImageAnnotation, ImageObject
 from wsl.data.bad_input import BadInputPolicy, DataError
-from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
+from wsl.data.images import check_image, check_verify_choice
 from wsl.data.labels import image_labels
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.split_index import ImageRecord, ProposalProvider, SplitIndex
@@ -166,11 +166,7 @@ class COCOIndex(SplitIndex):
         on_error: str = "raise",
         verify_images: str = "header",
     ) -> None:
-        if verify_images not in VERIFY_IMAGE_CHOICES:
-            raise ValueError(
-                f"data.verify_images={verify_images!r} is not valid; "
-                f"choose one of {VERIFY_IMAGE_CHOICES}"
-            )
+        check_verify_choice(verify_images)
         path = annotation_file(root, split)
         self.ground_truth_file = path
         data = read_coco_file(path)

@@ -65,8 +65,8 @@ import numpy as np
 
 from wsl.data.annotations import ImageAnnotation, read_class_list
 from wsl.data.bad_input import BadInputPolicy, DataError
-from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
-from wsl.data.labels import DIFFICULT_LABEL_CHOICES
+from wsl.data.images import check_image, check_verify_choice
+from wsl.data.labels import check_difficult_labels
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.split_index import ImageRecord, ProposalProvider, SplitIndex
 from wsl.runtime.names import contained_path, name_problem
@@ -166,16 +166,8 @@ class ImageTagsIndex(SplitIndex):
         split_seed: int = 0,
         split_fractions: Mapping[str, float] | None = None,
     ) -> None:
-        if verify_images not in VERIFY_IMAGE_CHOICES:
-            raise ValueError(
-                f"data.verify_images={verify_images!r} is not valid; "
-                f"choose one of {VERIFY_IMAGE_CHOICES}"
-            )
-        if difficult_labels not in DIFFICULT_LABEL_CHOICES:
-            raise ValueError(
-                f"data.difficult_labels={difficult_labels!r} is not valid; "
-                f"choose one of {DIFFICULT_LABEL_CHOICES}"
-            )
+        check_verify_choice(verify_images)
+        check_difficult_labels(difficult_labels)
         if split not in SPLIT_PARTS:
             raise SettingError(
                 f"split {split!r} is not valid with data.layout=image_tags; choose one of "

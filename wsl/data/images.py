@@ -176,6 +176,14 @@ def decode_jpeg_strictly(path: Path, data: bytes, full_size: bool) -> None:
         raise DataError(path, f"JPEG is corrupt: {why}")
 
 
+def check_verify_choice(verify: str) -> None:
+    """Raise unless ``data.verify_images`` is one of :data:`VERIFY_IMAGE_CHOICES`."""
+    if verify not in VERIFY_IMAGE_CHOICES:
+        raise ValueError(
+            f"data.verify_images={verify!r} is not valid; choose one of {VERIFY_IMAGE_CHOICES}"
+        )
+
+
 def header_size(path: Path) -> tuple[int, int] | None:
     """Width and height from the image header, or ``None`` if it does not open (whoever reads
     the image reports that)."""

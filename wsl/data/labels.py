@@ -28,15 +28,20 @@ from wsl.data.annotations import ImageAnnotation
 DIFFICULT_LABEL_CHOICES = ("positive", "ignore", "negative")
 
 
-def image_labels(
-    annotation: ImageAnnotation, classes: Sequence[str], difficult_labels: str = "positive"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(labels, weights)``, both float32 ``(C,)``; weight 0 marks an ignored class."""
+def check_difficult_labels(difficult_labels: str) -> None:
+    """Raise unless ``data.difficult_labels`` is one of :data:`DIFFICULT_LABEL_CHOICES`."""
     if difficult_labels not in DIFFICULT_LABEL_CHOICES:
         raise ValueError(
             f"data.difficult_labels={difficult_labels!r} is not valid; "
             f"choose one of {DIFFICULT_LABEL_CHOICES}"
         )
+
+
+def image_labels(
+    annotation: ImageAnnotation, classes: Sequence[str], difficult_labels: str = "positive"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(labels, weights)``, both float32 ``(C,)``; weight 0 marks an ignored class."""
+    check_difficult_labels(difficult_labels)
     index = {name: i for i, name in enumerate(classes)}
     labels = np.zeros(len(classes), dtype=np.float32)
     weights = np.ones(len(classes), dtype=np.float32)
@@ -57,11 +62,7 @@ def flag_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, weights)`` from one image's classification flags (``1``, ``-1``, ``0``: only
     difficult instances), under the same convention as :func:`image_labels`."""
-    if difficult_labels not in DIFFICULT_LABEL_CHOICES:
-        raise ValueError(
-            f"data.difficult_labels={difficult_labels!r} is not valid; "
-            f"choose one of {DIFFICULT_LABEL_CHOICES}"
-        )
+    check_difficult_labels(difficult_labels)
     difficult_only = flags == 0
     labels = ((flags == 1) | (difficult_only & (difficult_labels == "positive"))).astype(np.float32)
     weights = np.where(difficult_only & (difficult_labels == "ignore"), 0.0, 1.0).astype(np.float32)

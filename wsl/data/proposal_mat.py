@@ -25,8 +25,9 @@ import numpy as np
 import scipy.io
 
 from wsl.data.bad_input import DataError
+from wsl.data.images import header_size
 from wsl.data.manifest import check_file
-from wsl.structures.proposals import Proposals
+from wsl.structures.proposals import Proposals, inside_image
 
 BOX_LAYOUTS = ("yxyx", "xyxy")
 _COLUMNS = {"yxyx": [1, 0, 3, 2], "xyxy": [0, 1, 2, 3]}  # file columns giving x1, y1, x2, y2
@@ -185,6 +186,19 @@ def align(mat: ProposalMat, image_ids: list[str], skip_missing: bool = False) ->
         raise DataError(mat.path, "'images' lists some image id more than once")
     keys = dict(zip(image_ids, _keys(image_ids, mat.numeric_ids), strict=True))
     missing = [image_id for image_id, key in keys.items() if key not in position]
+    errors = missing_image_errors(mat.path, image_ids, missing, skip_missing)
+    found = {
+        image_id: mat.proposals[position[key]] for image_id, key in keys.items() if key in position
+    }
+    return ProposalLookup(found, errors)
+
+
+def missing_image_errors(
+    path: Path, image_ids: list[str], missing: list[str], skip_missing: bool
+) -> dict[str, DataError]:
+    """The per-image errors of the ``missing`` images of ``image_ids`` a proposal file
+    ``path`` lacks; raises instead when more than :data:`FILE_ERROR_SHARE` are missing (the
+    file's error), or when any is and not ``skip_missing``."""
     if missing:
         problem = (
             f"has no proposals for {len(missing)} of {len(image_ids)} images of the image set: "
@@ -192,20 +206,38 @@ def align(mat: ProposalMat, image_ids: list[str], skip_missing: bool = False) ->
         )
         if len(missing) > FILE_ERROR_SHARE * len(image_ids):
             raise DataError(
-                mat.path,
+                path,
                 f"{problem}; more than {FILE_ERROR_SHARE:.0%} is a wrong file, whatever "
                 "data.on_error says: use the file made for these images",
             )
         if not skip_missing:
-            raise DataError(mat.path, f"{problem}; use the file made for this split")
-    found = {
-        image_id: mat.proposals[position[key]] for image_id, key in keys.items() if key in position
+            raise DataError(path, f"{problem}; use the file made for this split")
+    return {
+        image_id: DataError(path, f"has no proposals for image {image_id}") for image_id in missing
     }
-    errors = {
-        image_id: DataError(mat.path, f"has no proposals for image {image_id}")
-        for image_id in missing
-    }
-    return ProposalLookup(found, errors)
+
+
+def check_fit(
+    path: Path, lookup: ProposalLookup, image_ids: list[str], image_paths: list[Path], why: str
+) -> None:
+    """Raise when more than :data:`FILE_ERROR_SHARE` of the images ``lookup`` has (sizes from
+    their headers) have a proposal outside the image: the file ``path``'s error; ``why`` says
+    what that means (``the whole file does not fit these images (...)``)."""
+    checked, outside = 0, []
+    for image_id, image_path in zip(image_ids, image_paths, strict=True):
+        size = header_size(image_path) if image_id in lookup else None
+        if size is None:
+            continue  # reported per image (missing or bad entry, unreadable image)
+        checked += 1
+        if not inside_image(lookup[image_id].boxes, *size).all():
+            outside.append(image_id)
+    if len(outside) > FILE_ERROR_SHARE * checked:
+        raise DataError(
+            path,
+            f"{len(outside)} of {checked} images have proposals outside the image, e.g. "
+            f"{shown_ids(outside)}; more than {FILE_ERROR_SHARE:.0%} means {why}, whatever "
+            "data.on_error says",
+        )
 
 
 def shown_ids(ids: list[str]) -> str:

@@ -48,10 +48,15 @@ import numpy as np
 import scipy.io
 
 from wsl.data.bad_input import ON_ERROR_CHOICES, DataError
-from wsl.data.images import header_size
 from wsl.data.manifest import check_file
-from wsl.data.proposal_mat import FILE_ERROR_SHARE, ProposalLookup, check_layout, shown_ids
-from wsl.structures.proposals import Proposals, inside_image
+from wsl.data.proposal_mat import (
+    FILE_ERROR_SHARE,
+    ProposalLookup,
+    check_fit,
+    check_layout,
+    missing_image_errors,
+)
+from wsl.structures.proposals import Proposals
 
 # An image id or file name of a COCO image: "397133", "COCO_val2014_000000397133" -> 397133.
 _COCO_NAME = re.compile(r"(?:COCO_[A-Za-z0-9]+_)?([0-9]+)")
@@ -123,24 +128,9 @@ class MCGProposals:
                 owners[key] = source
         keys = {image_id: _key(image_id) for image_id in image_ids}
         missing = [image_id for image_id, key in keys.items() if key not in owners]
-        if missing:
-            problem = (
-                f"has no proposals for {len(missing)} of {len(image_ids)} images of the image "
-                f"set: {shown_ids(missing)}"
-            )
-            if len(missing) > FILE_ERROR_SHARE * len(image_ids):
-                raise DataError(
-                    self._named(),
-                    f"{problem}; more than {FILE_ERROR_SHARE:.0%} is a wrong file, whatever "
-                    "data.on_error says: use the file made for these images",
-                )
-            if self.on_error != "skip":
-                raise DataError(self._named(), f"{problem}; use the file made for this split")
+        skip = self.on_error == "skip"
+        errors = missing_image_errors(self._named(), image_ids, missing, skip)
         found: dict[str, Proposals] = {}
-        errors = {
-            image_id: DataError(self._named(), f"has no proposals for image {image_id}")
-            for image_id in missing
-        }
         bad = []
         for image_id, key in keys.items():
             if key not in owners:
@@ -163,7 +153,11 @@ class MCGProposals:
             raise bad[0]
         lookup = ProposalLookup(found, errors)
         if image_paths is not None:
-            self._check_fit(lookup, image_ids, image_paths)
+            why = (
+                f"the file does not fit these images (box_layout={self.box_layout!r} wrong, or "
+                "a file made for other images)"
+            )
+            check_fit(self._named(), lookup, image_ids, image_paths, why)
         return lookup
 
     def source(self, image_id: str, image_path: Path) -> str:
@@ -172,26 +166,6 @@ class MCGProposals:
 
     def _named(self) -> Path:
         return self.paths[0] if len(self.paths) == 1 else Path(", ".join(map(str, self.paths)))
-
-    def _check_fit(
-        self, lookup: ProposalLookup, image_ids: list[str], image_paths: list[Path]
-    ) -> None:
-        checked, outside = 0, []
-        for image_id, image_path in zip(image_ids, image_paths, strict=True):
-            size = header_size(image_path) if image_id in lookup else None
-            if size is None:
-                continue  # reported per image (missing or bad entry, unreadable image)
-            checked += 1
-            if not inside_image(lookup[image_id].boxes, *size).all():
-                outside.append(image_id)
-        if len(outside) > FILE_ERROR_SHARE * checked:
-            raise DataError(
-                self._named(),
-                f"{len(outside)} of {checked} images have proposals outside the image, e.g. "
-                f"{shown_ids(outside)}; more than {FILE_ERROR_SHARE:.0%} means the file does "
-                f"not fit these images (box_layout={self.box_layout!r} wrong, or a file made for "
-                "other images), whatever data.on_error says",
-            )
 
 
 class MCGProposalFiles:

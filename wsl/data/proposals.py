@@ -21,17 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from wsl.data.bad_input import ON_ERROR_CHOICES, DataError
-from wsl.data.images import header_size
+from wsl.data.bad_input import ON_ERROR_CHOICES
 from wsl.data.proposal_mat import (
-    FILE_ERROR_SHARE,
     ProposalLookup,
     align,
+    check_fit,
     check_layout,
     load_proposal_mat,
-    shown_ids,
 )
-from wsl.structures.proposals import inside_image
 
 
 class MatProposals:
@@ -63,28 +60,12 @@ class MatProposals:
         mat = load_proposal_mat(self.path, self.box_layout)
         lookup = align(mat, image_ids, skip_missing=self.on_error == "skip")
         if image_paths is not None:
-            self._check_fit(lookup, image_ids, image_paths)
-        return lookup
-
-    def _check_fit(
-        self, lookup: ProposalLookup, image_ids: list[str], image_paths: list[Path]
-    ) -> None:
-        checked, outside = 0, []
-        for image_id, image_path in zip(image_ids, image_paths, strict=True):
-            size = header_size(image_path) if image_id in lookup else None
-            if size is None:
-                continue  # reported per image (missing entry, unreadable image)
-            checked += 1
-            if not inside_image(lookup[image_id].boxes, *size).all():
-                outside.append(image_id)
-        if len(outside) > FILE_ERROR_SHARE * checked:
-            raise DataError(
-                self.path,
-                f"{len(outside)} of {checked} images have proposals outside the image, e.g. "
-                f"{shown_ids(outside)}; more than {FILE_ERROR_SHARE:.0%} means the whole file "
-                f"does not fit these images (box_layout={self.box_layout!r} wrong, or a file "
-                "without ids in another order), whatever data.on_error says",
+            why = (
+                f"the whole file does not fit these images (box_layout={self.box_layout!r} wrong, "
+                "or a file without ids in another order)"
             )
+            check_fit(self.path, lookup, image_ids, image_paths, why)
+        return lookup
 
     def source(self, image_id: str, image_path: Path) -> str:
         """Where one image's proposals come from, for error messages."""

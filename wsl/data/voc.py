@@ -34,7 +34,7 @@ from wsl.data.annotations import (
     read_image_set,
 )
 from wsl.data.bad_input import BadInputPolicy, DataError
-from wsl.data.images import VERIFY_IMAGE_CHOICES, check_image
+from wsl.data.images import check_image, check_verify_choice
 from wsl.data.labels import flag_labels, image_labels
 from wsl.data.proposal_filter import ProposalFilter
 from wsl.data.split_index import ImageRecord, ProposalProvider, SplitIndex
@@ -137,11 +137,7 @@ class VOCIndex(SplitIndex):
         devkit: str = "VOC2007",
         labels_from: str = "auto",
     ) -> None:
-        if verify_images not in VERIFY_IMAGE_CHOICES:
-            raise ValueError(
-                f"data.verify_images={verify_images!r} is not valid; "
-                f"choose one of {VERIFY_IMAGE_CHOICES}"
-            )
+        check_verify_choice(verify_images)
         if labels_from not in VOC_LABEL_SOURCES:
             raise ValueError(
                 f"data.layout_options.labels_from={labels_from!r} is not valid; choose one of "
